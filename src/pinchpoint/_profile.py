@@ -1,0 +1,506 @@
+"""The Profile: everything one recorded run measured, typed and saved as versioned JSON.
+
+Structure (each a dataclass with ``to_dict``/``from_dict``; ``Profile.save``/``Profile.load`` go
+through JSON and give back an equal object):
+
+- :class:`Step`: one step's wall time split into :data:`PHASES` that add up to it, plus the
+  training series (loss, global gradient norm) and whether the step counts in statistics.
+- :class:`Operator`: one operator (grouped by name and input shapes) from the profiler's sampled
+  steps: count, self and total time, FLOPs and bytes moved per sampled step.
+- :class:`ModuleStat`: per-module parameter count and FLOPs.
+- :class:`FlopCount`: FLOPs of one step by phase, and the operators that could not be counted.
+- :class:`Memory`: parameters, gradients, optimizer state, activation peak, process memory.
+- :class:`Machine` and :class:`Environment`: where the run happened.
+
+Statistics (medians, spread, shares) are derived on demand from the steps and are written to JSON
+under ``summary`` for readers of the file; ``from_dict`` ignores that key, so the file's numbers
+have one source: the recorded steps.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pinchpoint._io import atomic_write_bytes
+from pinchpoint.errors import ProfileFormatError
+
+__all__ = [
+    "PHASES",
+    "SCHEMA",
+    "Environment",
+    "FlopCount",
+    "Machine",
+    "Memory",
+    "ModuleStat",
+    "Operator",
+    "PhaseStats",
+    "Profile",
+    "Step",
+]
+
+SCHEMA = "pinchpoint.profile/1"
+
+#: The phases a step's wall time is split into, in the order they happen.
+PHASES: tuple[str, ...] = ("data", "transfer", "forward", "backward", "optimizer", "other")
+
+
+def _float_out(value: float | None) -> float | str | None:
+    """JSON has no NaN or infinity: write them as strings so a diverging loss survives."""
+    if value is None or math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def _float_in(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return float(value.replace("Infinity", "inf"))
+    return float(value)
+
+
+def _from_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Pick the dataclass's own fields from ``data``, refusing a record that lacks required ones."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step: its wall time, the phases that add up to it, and its training series.
+
+    Attributes:
+        index: position in the run, from 0.
+        wall_s: wall-clock seconds from the end of the previous step to the end of this one,
+            waiting for the batch included.
+        phases: seconds per phase name (see :data:`PHASES`); they sum to ``wall_s``.
+        warmup: a warm-up step, left out of statistics.
+        sampled: ``"flops"`` or ``"operators"`` when heavier instruments ran in this step, which
+            leaves it out of statistics too; else None.
+        samples: the batch size seen in this step, when known.
+        loss: the training loss, when recorded.
+        grad_norm: the global L2 norm of the gradients before the optimizer step.
+    """
+
+    index: int
+    wall_s: float
+    phases: dict[str, float]
+    warmup: bool = False
+    sampled: str | None = None
+    samples: int | None = None
+    loss: float | None = None
+    grad_norm: float | None = None
+
+    @property
+    def measured(self) -> bool:
+        """Whether this step counts in statistics (neither warm-up nor instrumented)."""
+        return not self.warmup and self.sampled is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "wall_s": self.wall_s,
+            "phases": dict(self.phases),
+            "warmup": self.warmup,
+            "sampled": self.sampled,
+            "samples": self.samples,
+            "loss": _float_out(self.loss),
+            "grad_norm": _float_out(self.grad_norm),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Step:
+        d = _from_fields(cls, data)
+        d["phases"] = {str(k): float(v) for k, v in d["phases"].items()}
+        d["wall_s"] = float(d["wall_s"])
+        d["loss"] = _float_in(d.get("loss"))
+        d["grad_norm"] = _float_in(d.get("grad_norm"))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Operator:
+    """One operator with one set of input shapes, summed over the profiled step.
+
+    Attributes:
+        name: the operator as the profiler names it (``aten::addmm``, or a user annotation).
+        count: calls in the profiled step.
+        self_s: seconds in the operator itself, children excluded.
+        total_s: seconds in the operator, children included.
+        input_shapes: the shape of each input (``[]`` for a non-tensor argument).
+        input_dtypes: the dtype of each input, as the profiler names it.
+        flops: floating-point operations of all calls, or None where they could not be counted.
+        bytes: bytes read and written by all calls (from tensor sizes), or None where unknown.
+    """
+
+    name: str
+    count: int
+    self_s: float
+    total_s: float
+    input_shapes: list[Any] = field(default_factory=list)
+    input_dtypes: list[str] = field(default_factory=list)
+    flops: int | None = None
+    bytes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "count": self.count,
+            "self_s": self.self_s,
+            "total_s": self.total_s,
+            "input_shapes": self.input_shapes,
+            "input_dtypes": list(self.input_dtypes),
+            "flops": self.flops,
+            "bytes": self.bytes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Operator:
+        return cls(**_from_fields(cls, data))
+
+
+@dataclass(frozen=True)
+class ModuleStat:
+    """One module of the model: its parameters and the FLOPs run inside it in one step.
+
+    ``name`` is the module's qualified name as ``model.named_modules()`` gives it (``""`` for the
+    model itself). ``params`` counts its own and its children's parameters.
+    """
+
+    name: str
+    type: str
+    params: int
+    flops: int
+    flops_forward: int = 0
+    flops_backward: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "params": self.params,
+            "flops": self.flops,
+            "flops_forward": self.flops_forward,
+            "flops_backward": self.flops_backward,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModuleStat:
+        return cls(**_from_fields(cls, data))
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    """FLOPs of one step, split by phase, with the operators that could not be counted.
+
+    ``by_phase`` maps phase name to FLOPs; ``uncounted`` maps an operator name to its calls in
+    that step where no formula applied (its FLOPs are missing from the totals, not zero).
+    """
+
+    by_phase: dict[str, int] = field(default_factory=dict)
+    uncounted: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        """FLOPs of the whole step."""
+        return sum(self.by_phase.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "by_phase": dict(self.by_phase),
+            "uncounted": dict(self.uncounted),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FlopCount:
+        return cls(
+            by_phase=dict(data.get("by_phase", {})), uncounted=dict(data.get("uncounted", {}))
+        )
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Where the run's memory goes, in bytes; None where it was not measured.
+
+    ``activations_peak_bytes`` is the largest amount allocated during a step above what was
+    allocated at its start (activations and temporaries). ``source`` says how it was measured:
+    ``"cuda"`` (the CUDA caching allocator's statistics) or ``"cpu-profiler"`` (the profiler's
+    allocation events).
+    """
+
+    parameters_bytes: int | None = None
+    gradients_bytes: int | None = None
+    optimizer_state_bytes: int | None = None
+    activations_peak_bytes: int | None = None
+    process_rss_bytes: int | None = None
+    process_peak_rss_bytes: int | None = None
+    device_peak_bytes: int | None = None
+    device_capacity_bytes: int | None = None
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Memory:
+        return cls(**_from_fields(cls, data))
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The machine a run happened on: processor, memory and accelerator facts.
+
+    ``cpu_flags`` holds the instruction-set extensions that decide which fast paths exist
+    (``avx2``, ``avx512f``, ``avx512_vnni``, ``avx512_bf16``, ``amx_tile``, ``amx_int8``…).
+    ``gpu`` is None without a GPU, else its name, compute capability and memory.
+    ``peaks`` holds calibrated peak rates, filled in by calibration.
+    """
+
+    cpu_model: str = ""
+    cpu_flags: list[str] = field(default_factory=list)
+    cores_physical: int | None = None
+    cores_logical: int | None = None
+    threads: int | None = None
+    memory_bytes: int | None = None
+    os: str = ""
+    arch: str = ""
+    gpu: dict[str, Any] | None = None
+    peaks: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["cpu_flags"] = list(self.cpu_flags)
+        d["peaks"] = dict(self.peaks)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Machine:
+        return cls(**_from_fields(cls, data))
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The software a run used: Python and package versions, keyed by name."""
+
+    python: str = ""
+    packages: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"python": self.python, "packages": dict(self.packages)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Environment:
+        return cls(python=data.get("python", ""), packages=dict(data.get("packages", {})))
+
+
+@dataclass(frozen=True)
+class PhaseStats:
+    """Median and spread of one phase over the measured steps, in seconds and as a share."""
+
+    median_s: float
+    p10_s: float
+    p90_s: float
+    mean_s: float
+    share: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolation quantile of an already sorted, non-empty list."""
+    pos = (len(sorted_values) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def phase_stats(steps: Iterable[Step]) -> dict[str, PhaseStats]:
+    """Per-phase median, 10th/90th percentile, mean and share of the given steps' wall time."""
+    steps = list(steps)
+    if not steps:
+        return {}
+    total_wall = sum(s.wall_s for s in steps)
+    names = [p for p in PHASES if any(p in s.phases for s in steps)]
+    names += sorted({p for s in steps for p in s.phases} - set(names))
+    out = {}
+    for name in names:
+        values = sorted(s.phases.get(name, 0.0) for s in steps)
+        out[name] = PhaseStats(
+            median_s=statistics.median(values),
+            p10_s=_quantile(values, 0.1),
+            p90_s=_quantile(values, 0.9),
+            mean_s=statistics.fmean(values),
+            share=sum(values) / total_wall if total_wall > 0 else 0.0,
+        )
+    return out
+
+
+@dataclass
+class Profile:
+    """What one recorded run measured: steps and phases, operators, FLOPs, memory, machine.
+
+    Attributes:
+        name: the workload's name.
+        mode: ``"train"`` or ``"infer"``.
+        device: where the model ran (``"cpu"``, ``"cuda:0"``).
+        steps: every step, warm-up and sampled ones included (see :attr:`Step.measured`).
+        operators: per-operator time, FLOPs and bytes from the profiled step.
+        modules: per-module parameters and FLOPs.
+        flops: FLOPs per step by phase.
+        memory: the memory breakdown.
+        machine: the machine facts.
+        environment: the software versions.
+        settings: how the run was recorded (steps, warm-up, which steps were sampled...).
+        created: when the run was recorded, ISO 8601 in UTC.
+    """
+
+    name: str
+    mode: str
+    device: str
+    steps: list[Step] = field(default_factory=list)
+    operators: list[Operator] = field(default_factory=list)
+    modules: list[ModuleStat] = field(default_factory=list)
+    flops: FlopCount | None = None
+    memory: Memory = field(default_factory=Memory)
+    machine: Machine = field(default_factory=Machine)
+    environment: Environment = field(default_factory=Environment)
+    settings: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+
+    @property
+    def measured_steps(self) -> list[Step]:
+        """The steps that count in statistics: neither warm-up nor instrumented."""
+        return [s for s in self.steps if s.measured]
+
+    def phase_stats(self) -> dict[str, PhaseStats]:
+        """Per-phase median, spread and share over the measured steps."""
+        return phase_stats(self.measured_steps)
+
+    @property
+    def step_time_s(self) -> float | None:
+        """The median wall time of the measured steps, or None without any."""
+        walls = [s.wall_s for s in self.measured_steps]
+        return statistics.median(walls) if walls else None
+
+    @property
+    def throughput(self) -> float | None:
+        """Samples per second over the measured steps, when batch sizes are known."""
+        steps = self.measured_steps
+        if not steps or any(s.samples is None for s in steps):
+            return None
+        wall = sum(s.wall_s for s in steps)
+        return sum(s.samples or 0 for s in steps) / wall if wall > 0 else None
+
+    def operator_shares(self) -> list[tuple[Operator, float]]:
+        """Operators by self time, most first, each with its share of all operators' self time."""
+        total = sum(o.self_s for o in self.operators)
+        ranked = sorted(self.operators, key=lambda o: o.self_s, reverse=True)
+        return [(o, o.self_s / total if total > 0 else 0.0) for o in ranked]
+
+    @property
+    def achieved_flops_per_s(self) -> float | None:
+        """FLOPs per step divided by the median step time: the rate the whole step sustains."""
+        step = self.step_time_s
+        if self.flops is None or not step:
+            return None
+        return self.flops.total / step
+
+    def series(self, name: str) -> list[tuple[int, float]]:
+        """``(step index, value)`` of a per-step series (``loss``, ``grad_norm``) where recorded."""
+        return [(s.index, v) for s in self.steps if (v := getattr(s, name)) is not None]
+
+    def summary(self) -> dict[str, Any]:
+        """Derived statistics for readers of the JSON file (never read back)."""
+        return {
+            "measured_steps": len(self.measured_steps),
+            "step_time_s": self.step_time_s,
+            "throughput_per_s": self.throughput,
+            "achieved_flops_per_s": self.achieved_flops_per_s,
+            "phases": {k: v.to_dict() for k, v in self.phase_stats().items()},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Profile as JSON-ready data, with the schema version and a derived summary."""
+        return {
+            "schema": SCHEMA,
+            "name": self.name,
+            "mode": self.mode,
+            "device": self.device,
+            "created": self.created,
+            "settings": dict(self.settings),
+            "machine": self.machine.to_dict(),
+            "environment": self.environment.to_dict(),
+            "summary": self.summary(),
+            "steps": [s.to_dict() for s in self.steps],
+            "flops": self.flops.to_dict() if self.flops is not None else None,
+            "memory": self.memory.to_dict(),
+            "modules": [m.to_dict() for m in self.modules],
+            "operators": [o.to_dict() for o in self.operators],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Profile:
+        """Build a Profile from :meth:`to_dict` output; ProfileFormatError if it is not one."""
+        if not isinstance(data, Mapping):
+            raise ProfileFormatError("not a pinchpoint profile: the JSON is not an object")
+        schema = data.get("schema")
+        if schema != SCHEMA:
+            found = f"schema {schema!r}" if schema else "no schema field"
+            raise ProfileFormatError(f"not a pinchpoint profile ({found}; expected {SCHEMA!r})")
+        try:
+            flops = data.get("flops")
+            return cls(
+                name=str(data["name"]),
+                mode=str(data["mode"]),
+                device=str(data["device"]),
+                created=str(data.get("created", "")),
+                settings=dict(data.get("settings", {})),
+                machine=Machine.from_dict(data.get("machine", {})),
+                environment=Environment.from_dict(data.get("environment", {})),
+                steps=[Step.from_dict(s) for s in data.get("steps", [])],
+                flops=FlopCount.from_dict(flops) if flops is not None else None,
+                memory=Memory.from_dict(data.get("memory", {})),
+                modules=[ModuleStat.from_dict(m) for m in data.get("modules", [])],
+                operators=[Operator.from_dict(o) for o in data.get("operators", [])],
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ProfileFormatError(
+                f"broken pinchpoint profile: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def to_json(self) -> bytes:
+        """The Profile as indented JSON bytes."""
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
+
+    @classmethod
+    def from_json(cls, text: bytes | str) -> Profile:
+        """Parse JSON text made by :meth:`to_json`."""
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise ProfileFormatError(f"not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the Profile as JSON to ``path`` atomically (never a half-written file)."""
+        return atomic_write_bytes(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Profile:
+        """Read a Profile saved by :meth:`save`."""
+        try:
+            raw = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise ProfileFormatError(f"no such file: {path}") from None
+        except OSError as exc:
+            raise ProfileFormatError(f"cannot read {path}: {exc.strerror}") from exc
+        return cls.from_json(raw)

@@ -1,0 +1,187 @@
+"""The ``pinchpoint`` command: argument parsing only; the work is done by the public API.
+
+Errors a user can cause (``PinchpointError``) print as one line on stderr with exit status 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from pinchpoint.errors import PinchpointError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="pinchpoint",
+    help="Find and fix the bottlenecks of PyTorch training and inference.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+T = TypeVar("T")
+
+Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+Steps = Annotated[int, typer.Option("--steps", min=1, help="Measured steps (after warm-up).")]
+Warmup = Annotated[
+    int, typer.Option("--warmup", min=0, help="Warm-up steps, left out of statistics.")
+]
+Device = Annotated[
+    str, typer.Option("--device", help="auto, cpu or cuda (cuda:N for another GPU).")
+]
+
+
+def _stdout() -> Console:
+    return Console(highlight=False)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _fail(message: str) -> typer.Exit:
+    _stderr().print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def _guarded(debug: bool, work: Callable[[], T]) -> T:
+    """Run ``work``; turn a PinchpointError (or an interrupt) into a one-line error and exit 2."""
+    try:
+        return work()
+    except PinchpointError as exc:
+        if debug:
+            raise
+        raise _fail(str(exc).replace("[", "\\[")) from None
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        raise _fail("interrupted") from None
+
+
+@contextmanager
+def _progress(description: str, total: int) -> Iterator[Callable[[Any], None]]:
+    """A progress bar on stderr when it is a terminal; a silent callback otherwise."""
+    console = _stderr()
+    if not console.is_terminal:
+        yield lambda _step: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda _step: bar.advance(task)
+
+
+def _record(target: str, steps: int, warmup: int, device: str) -> Any:
+    """Load and record ``target``, showing progress; the one path ``profile`` and ``demo`` share."""
+    from pinchpoint.targets import load_workload
+
+    console = _stderr()
+    with console.status(f"loading {target}…") if console.is_terminal else _nothing():
+        workload = load_workload(target)
+    from pinchpoint.recorders import profile
+
+    total = warmup + 3 + steps
+    with _progress(f"profiling {workload.name}", total) as advance:
+        return profile(workload, steps=steps, warmup=warmup, device=device, on_step=advance)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+@app.command("profile")
+def profile_command(
+    target: Annotated[
+        str, typer.Argument(help="file.py (its workload() function), file.py:function or zoo:NAME.")
+    ],
+    steps: Steps = 20,
+    warmup: Warmup = 3,
+    device: Device = "auto",
+    json: Annotated[
+        Path | None, typer.Option("--json", help="Also write the Profile as JSON to this file.")
+    ] = None,
+    debug: Debug = False,
+) -> None:
+    """Record a workload and show where each step's time goes."""
+    from pinchpoint.renderers.terminal import render_profile
+
+    def work() -> None:
+        result = _record(target, steps, warmup, device)
+        _stdout().print(render_profile(result))
+        if json is not None:
+            written = result.save(json)
+            _stderr().print(f"profile written to {written}")
+
+    _guarded(debug, work)
+
+
+@app.command("zoo")
+def zoo_command() -> None:
+    """List the built-in workloads (run one with `pinchpoint profile zoo:NAME`)."""
+    from rich.table import Table
+
+    from pinchpoint import zoo
+
+    table = Table(box=None, pad_edge=False, show_header=True)
+    table.add_column("name", style="bold")
+    table.add_column("mode")
+    table.add_column("what it is")
+    for entry in zoo.entries():
+        table.add_row(f"zoo:{entry.name}", entry.mode, entry.summary)
+    _stdout().print(table)
+
+
+#: What `pinchpoint demo` records: one training and one inference workload.
+DEMO_TARGETS = ("zoo:digits-cnn", "zoo:minilm")
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the saved profiles.")] = Path(
+        "pinchpoint-demo"
+    ),
+    steps: Steps = 20,
+    debug: Debug = False,
+) -> None:
+    """Profile a built-in training and inference workload and save their profiles."""
+    from pinchpoint.renderers.terminal import render_profile
+
+    def work() -> None:
+        for target in DEMO_TARGETS:
+            result = _record(target, steps, 3, "auto")
+            _stdout().print(render_profile(result))
+            written = result.save(out / f"{result.name}.profile.json")
+            _stdout().print(f"saved {written}\n")
+
+    _guarded(debug, work)
+
+
+def main() -> None:
+    """Entry point of the ``pinchpoint`` script."""
+    # Quiet third-party progress bars and hub look-ups: everything pinchpoint runs is offline.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    app(prog_name="pinchpoint")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

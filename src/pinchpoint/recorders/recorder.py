@@ -1,0 +1,668 @@
+"""The live recorder: time each step's phases in a training or inference loop.
+
+One :class:`Recorder` serves both ways in: a user's own loop (``rec.data``, ``rec.step``) and a
+Workload, which :func:`pinchpoint.profile` runs through the very same calls.
+
+How phases are found without touching the user's code:
+
+- **data**: ``rec.data(loader)`` times each ``next()``; the wait belongs to the step that follows.
+- **transfer**: ``rec.to_device(batch)`` marks the copy to the device.
+- **forward**: a forward pre-hook on the model opens it. It lasts until backward starts, so the
+  loss computed from the model's output counts as forward; without a backward it ends when the
+  model returns.
+- **backward**: a gradient hook on the model's outputs opens it; the last parameter whose
+  gradient is accumulated closes it (found on the first training step; only its hook stays).
+- **optimizer**: the optimizer's step pre- and post-hooks.
+- **other**: the rest of the step (zero_grad, logging, the recorder's own bookkeeping).
+
+Phases are intervals between *marks* of a :class:`~pinchpoint.recorders.clock.Clock`: host time
+on a CPU, CUDA events on a GPU, where the host synchronises once, at the end of each step. The
+phases of a step always add up to its wall time.
+
+Heavier instruments run on a few sampled steps right after warm-up, which are then left out of
+statistics: one step under :class:`~pinchpoint.recorders.flops.OpCounter` (FLOPs and bytes), then
+two under ``torch.profiler`` (a warm-up step it discards, and the one whose operators, times and
+memory events are kept).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import psutil
+import torch
+
+from pinchpoint._profile import PHASES, FlopCount, Memory, ModuleStat, Operator, Profile, Step
+from pinchpoint.machine.facts import describe_environment, describe_machine
+from pinchpoint.recorders.clock import Clock, CudaClock, PerfClock
+from pinchpoint.recorders.flops import OpCounter
+from pinchpoint.workload import first_batch_size
+
+__all__ = ["Recorder", "move_to_device"]
+
+#: Output tensors per forward call that get a hook to detect the start of backward.
+_MAX_OUTPUT_HOOKS = 8
+#: The steps after warm-up that carry the heavier instruments, in order.
+_SAMPLE_PLAN: tuple[str, ...] = ("flops", "profiler-warmup", "operators")
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """A copy of ``batch`` with every tensor moved to ``device`` (tuples, lists, dicts followed)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, Mapping):
+        return type(batch)({k: move_to_device(v, device) for k, v in batch.items()})  # type: ignore[call-arg]
+    if isinstance(batch, tuple):
+        moved = [move_to_device(v, device) for v in batch]
+        return type(batch)(*moved) if hasattr(batch, "_fields") else tuple(moved)
+    if isinstance(batch, list):
+        return [move_to_device(v, device) for v in batch]
+    return batch
+
+
+#: Lines that torch's C++ side prints straight to stderr while the profiler runs.
+_PROFILER_NOISE = (
+    "USDT:",
+    "CPUAllocator.cpp",
+    "SyncActivityProfilerHandler",
+    "IpcFabricConfigClient",
+)
+
+
+class _StderrFilter:
+    """Capture file descriptor 2 while the profiler runs; give back every line that is not noise.
+
+    Kineto and the CPU allocator write to the descriptor directly, around Python's back, so the
+    descriptor is swapped for a temporary file and the user's own lines are written back after.
+    """
+
+    def __init__(self) -> None:
+        self._saved: int | None = None
+        self._file: Any = None
+
+    def start(self) -> None:
+        if self._saved is not None:
+            return
+        try:
+            sys.stderr.flush()
+            self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
+            self._saved = os.dup(2)
+            os.dup2(self._file.fileno(), 2)
+        except (OSError, ValueError):
+            self._saved = None
+
+    def stop(self) -> None:
+        if self._saved is None:
+            return
+        with contextlib.suppress(ValueError, OSError):
+            sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._saved = None
+        self._file.seek(0)
+        kept = [
+            line
+            for line in self._file.read().decode(errors="replace").splitlines(keepends=True)
+            if not line.startswith(_PROFILER_NOISE) and not any(n in line for n in _PROFILER_NOISE)
+        ]
+        self._file.close()
+        if kept:
+            sys.stderr.write("".join(kept))
+
+
+def _tensor_bytes(tensors: Iterable[Any]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+
+
+class Recorder:
+    """Records where each step's time goes in a loop, with no change to the model's code.
+
+    Use it around your own loop::
+
+        rec = pinchpoint.Recorder(model, optimizer)
+        for batch in rec.data(loader):
+            with rec.step():
+                ...                       # forward, backward, optimizer.step()
+        profile = rec.profile()
+
+    Args:
+        model: the module being trained or run; hooks on it find forward and backward.
+        optimizer: the optimizer, whose step hooks find the optimizer phase; None for inference.
+        warmup: the first steps, recorded but left out of statistics.
+        sample: run the FLOP counter and torch.profiler on the steps after warm-up.
+        device: where the model runs; CUDA devices are timed with CUDA events.
+        clock: a clock to use instead of the device's (tests pass a FakeClock).
+        name: the name the Profile carries.
+        on_step: called with each :class:`Step` once it is recorded (progress bars).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        warmup: int = 2,
+        sample: bool = True,
+        device: torch.device | str | None = None,
+        clock: Clock | None = None,
+        name: str | None = None,
+        on_step: Callable[[Step], None] | None = None,
+    ) -> None:
+        if warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {warmup}")
+        self.model = model
+        self.optimizer = optimizer
+        self.warmup = warmup
+        self.name = name or type(model).__name__
+        self.on_step = on_step
+        if device is None:
+            first = next(model.parameters(), None)
+            device = first.device if first is not None else torch.device("cpu")
+        self.device = torch.device(device)
+        if clock is None:
+            clock = CudaClock(self.device) if self.device.type == "cuda" else PerfClock()
+        self._clock = clock
+        self._plan = {warmup + i: what for i, what in enumerate(_SAMPLE_PLAN)} if sample else {}
+
+        self.steps: list[Step] = []
+        self._in_step = False
+        self._marks: list[tuple[Any, str]] = []
+        self._phase = "other"
+        self._pending_forward_end: Any = None
+        self._backward_end: Any = None
+        self._data_wait = 0.0
+        self._samples: int | None = None
+        self._loss: Any = None
+        self._grad_norm: Any = None
+        self._saw_backward = False
+        self._step_start = 0.0
+
+        self._counter: OpCounter | None = None
+        self._flops: FlopCount | None = None
+        self._module_flops: dict[str, tuple[int, int]] = {}
+        self._op_tallies: dict[Any, Any] = {}
+        self._profiler: Any = None
+        self._stderr = _StderrFilter()
+        self._operators: list[Operator] = []
+        self._activation_peak: int | None = None
+        self._gradients_bytes: int | None = None
+        self._cuda_start_allocated = 0
+
+        self._handles: list[Any] = [
+            model.register_forward_pre_hook(self._on_forward_pre),
+            model.register_forward_hook(self._on_forward_post),
+        ]
+        self._grad_handles: dict[int, Any] = {}
+        self._grad_order: list[int] | None = []
+        for param in model.parameters():
+            if param.requires_grad:
+                self._grad_handles[id(param)] = param.register_post_accumulate_grad_hook(
+                    self._on_grad_accumulated
+                )
+        if optimizer is not None:
+            self._handles.append(optimizer.register_step_pre_hook(self._on_optimizer_pre))
+            self._handles.append(optimizer.register_step_post_hook(self._on_optimizer_post))
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    # ----------------------------------------------------------------- the user's entry points
+
+    def data(self, iterable: Iterable[Any], steps: int | None = None) -> Iterator[Any]:
+        """Yield the batches of ``iterable`` (at most ``steps``), timing the wait for each."""
+        iterator = iter(iterable)
+        produced = 0
+        while steps is None or produced < steps:
+            start = self._clock.now()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            self._data_wait = self._clock.now() - start
+            self._samples = first_batch_size(batch)
+            produced += 1
+            yield batch
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[Recorder]:
+        """Time one step: everything inside the ``with`` block, plus the wait for its batch."""
+        if self._in_step:
+            raise RuntimeError("Recorder.step() blocks cannot be nested")
+        self._begin_step()
+        try:
+            yield self
+        except BaseException:
+            self._abort_step()
+            raise
+        self._end_step()
+
+    def to_device(self, batch: Any) -> Any:
+        """Move ``batch`` to the recorder's device, timed as the transfer phase."""
+        if self.device.type == "cpu":
+            return batch
+        self._mark("transfer")
+        moved = move_to_device(batch, self.device)
+        self._mark("other")
+        return moved
+
+    def record_loss(self, loss: Any) -> None:
+        """Keep this step's loss (read at the step's end, so it never forces a sync mid-step)."""
+        self._loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
+
+    @property
+    def step_index(self) -> int:
+        """The index of the step being recorded (or the next one, between steps)."""
+        return len(self.steps)
+
+    @property
+    def sampled_steps(self) -> int:
+        """How many steps after warm-up carry the heavier instruments."""
+        return len(self._plan)
+
+    def close(self) -> None:
+        """Remove every hook from the model and optimizer and stop a running profiler."""
+        for handle in [*self._handles, *self._grad_handles.values()]:
+            handle.remove()
+        self._handles.clear()
+        self._grad_handles.clear()
+        if self._profiler is not None:
+            self._profiler.stop()
+            self._profiler = None
+        self._stderr.stop()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------------- marking
+
+    def _mark(self, phase: str) -> None:
+        """Start ``phase`` now, first closing a forward or backward that already ended."""
+        if not self._in_step:
+            return
+        if self._pending_forward_end is not None and phase != "backward":
+            self._marks.append((self._pending_forward_end, "other"))
+        self._pending_forward_end = None
+        if self._backward_end is not None:
+            self._marks.append((self._backward_end, "other"))
+            self._backward_end = None
+        self._marks.append((self._clock.mark(), phase))
+        self._phase = phase
+
+    def _current_phase(self) -> str:
+        if self._pending_forward_end is not None:
+            return "other"
+        return self._phase
+
+    def _on_forward_pre(self, module: Any, args: Any) -> None:
+        self._mark("forward")
+
+    def _on_forward_post(self, module: Any, args: Any, output: Any) -> None:
+        if not self._in_step:
+            return
+        self._pending_forward_end = self._clock.mark()
+        if torch.is_grad_enabled():
+            for tensor in self._output_tensors(output):
+                tensor.register_hook(self._on_backward_start)
+
+    def _output_tensors(self, output: Any) -> list[torch.Tensor]:
+        found: list[torch.Tensor] = []
+        stack = [output]
+        while stack and len(found) < _MAX_OUTPUT_HOOKS:
+            item = stack.pop()
+            if isinstance(item, torch.Tensor):
+                if item.requires_grad:
+                    found.append(item)
+            elif isinstance(item, Mapping):
+                stack.extend(item.values())
+            elif isinstance(item, (list, tuple)):
+                stack.extend(item)
+        return found
+
+    def _on_backward_start(self, grad: Any) -> None:
+        if self._in_step and self._phase != "backward":
+            self._mark("backward")
+            self._saw_backward = True
+
+    def _on_grad_accumulated(self, param: torch.Tensor) -> None:
+        if not self._in_step:
+            return
+        if self._phase != "backward":
+            # The output had no hookable tensor (a custom loss path): backward started earlier.
+            self._mark("backward")
+            self._saw_backward = True
+        self._backward_end = self._clock.mark()
+        if self._grad_order is not None:
+            self._grad_order.append(id(param))
+
+    def _on_optimizer_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if self._in_step:
+            self._grad_norm = self._global_grad_norm()
+        self._mark("optimizer")
+
+    def _on_optimizer_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._mark("other")
+
+    def _global_grad_norm(self) -> Any:
+        if self.optimizer is None:
+            return None
+        grads = [
+            p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None
+        ]
+        if not grads:
+            return None
+        if self._counter is not None:
+            self._counter.paused = True
+        try:
+            with torch.no_grad():
+                return torch.nn.utils.get_total_norm(grads, 2.0)
+        finally:
+            if self._counter is not None:
+                self._counter.paused = False
+
+    # ------------------------------------------------------------------------- step handling
+
+    def _begin_step(self) -> None:
+        sample = self._plan.get(self.step_index)
+        if sample == "flops":
+            self._counter = OpCounter(self._current_phase, self.model)
+            self._counter.start()
+        elif sample == "profiler-warmup":
+            self._start_profiler()
+        if self.device.type == "cuda":
+            self._cuda_start_allocated = torch.cuda.memory_allocated(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self._in_step = True
+        self._marks = []
+        self._phase = "other"
+        self._pending_forward_end = None
+        self._backward_end = None
+        self._loss = None
+        self._grad_norm = None
+        self._step_start = self._clock.now()
+        self._marks.append((self._clock.mark(), "other"))
+
+    def _abort_step(self) -> None:
+        """Leave a step that raised: drop the instruments so the error reaches the user intact."""
+        self._in_step = False
+        if self._counter is not None:
+            self._counter.stop()
+            self._counter = None
+        if self._profiler is not None:
+            self._profiler.stop()
+            self._profiler = None
+        self._stderr.stop()
+
+    def _end_step(self) -> None:
+        if self._grad_norm is None and self.optimizer is None and self._saw_backward:
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            if grads:
+                with torch.no_grad():
+                    self._grad_norm = torch.nn.utils.get_total_norm(grads, 2.0)
+        self._mark("end")
+        self._in_step = False
+        self._clock.wait()
+        body = self._clock.now() - self._step_start
+        index = self.step_index
+        wall = self._data_wait + body
+        phases = self._split(wall)
+        sample = self._plan.get(index)
+        step = Step(
+            index=index,
+            wall_s=wall,
+            phases=phases,
+            warmup=index < self.warmup,
+            sampled="flops" if sample == "flops" else ("operators" if sample else None),
+            samples=self._samples,
+            loss=_to_float(self._loss),
+            grad_norm=_to_float(self._grad_norm),
+        )
+        self.steps.append(step)
+        self._data_wait = 0.0
+        self._keep_only_last_grad_hook()
+        self._after_step(sample)
+        if self.on_step is not None:
+            self.on_step(step)
+
+    def _split(self, wall: float) -> dict[str, float]:
+        """Phase seconds from the marks; ``other`` takes what the named phases leave of ``wall``."""
+        named = dict.fromkeys(PHASES, 0.0)
+        named["data"] = self._data_wait
+        for (start, phase), (end, _) in zip(self._marks, self._marks[1:], strict=False):
+            if phase not in ("other", "end"):
+                named[phase] += max(0.0, self._clock.seconds(start, end))
+        used = sum(v for k, v in named.items() if k != "other")
+        if used > wall > 0:
+            # Device time can exceed the host's span by a few microseconds; keep the sum exact.
+            named = {k: v * wall / used for k, v in named.items()}
+            used = wall
+        named["other"] = max(0.0, wall - used)
+        return named
+
+    def _keep_only_last_grad_hook(self) -> None:
+        """After the first backward, keep the hook of the parameter whose gradient comes last."""
+        if not self._grad_order:
+            return
+        last = self._grad_order[-1]
+        for key in [k for k in self._grad_handles if k != last]:
+            self._grad_handles.pop(key).remove()
+        self._grad_order = None
+
+    def _after_step(self, sample: str | None) -> None:
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device) - self._cuda_start_allocated
+            if self.steps[-1].measured or sample is None:
+                self._activation_peak = max(self._activation_peak or 0, peak)
+        if self._saw_backward:
+            grads = _tensor_bytes(p.grad for p in self.model.parameters() if p.grad is not None)
+            self._gradients_bytes = max(self._gradients_bytes or 0, grads)
+        if sample == "flops" and self._counter is not None:
+            self._counter.stop()
+            self._collect_flops(self._counter)
+            self._counter = None
+        elif sample in ("profiler-warmup", "operators") and self._profiler is not None:
+            self._profiler.step()
+            if sample == "operators":
+                self._profiler.stop()
+                self._stderr.stop()
+                self._collect_operators(self._profiler)
+                self._profiler = None
+
+    # -------------------------------------------------------------------------- instruments
+
+    def _start_profiler(self) -> None:
+        from torch.profiler import ProfilerActivity, profile, schedule
+
+        activities = [ProfilerActivity.CPU]
+        if self.device.type == "cuda":
+            activities.append(ProfilerActivity.CUDA)
+        self._profiler = profile(
+            activities=activities,
+            schedule=schedule(wait=0, warmup=1, active=1, repeat=1),
+            record_shapes=True,
+            profile_memory=True,
+        )
+        self._stderr.start()
+        self._profiler.start()
+
+    def _collect_flops(self, counter: OpCounter) -> None:
+        self._op_tallies = dict(counter.ops)
+        self._flops = FlopCount(
+            by_phase={k: int(v) for k, v in counter.by_phase.items()},
+            uncounted=dict(sorted(counter.uncounted.items())),
+        )
+        forward, backward = counter.modules_forward, counter.modules_backward
+        self._module_flops = {
+            name: (int(forward.get(name, 0)), int(backward.get(name, 0)))
+            for name in set(forward) | set(backward)
+        }
+
+    def _collect_operators(self, prof: Any) -> None:
+        """Group the profiled step's events by name and input shapes, and join FLOPs to them."""
+        groups: dict[tuple[str, str], dict[str, Any]] = {}
+        for event in prof.events():
+            name = event.name
+            if name == "[memory]" or name.startswith("ProfilerStep"):
+                continue
+            shapes = [list(s) for s in (event.input_shapes or [])]
+            key = (name, repr(shapes))
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = {
+                    "name": name,
+                    "shapes": shapes,
+                    "count": 0,
+                    "self": 0.0,
+                    "total": 0.0,
+                    "device": 0.0,
+                }
+            group["count"] += 1
+            group["self"] += event.self_cpu_time_total / 1e6
+            group["total"] += event.cpu_time_total / 1e6
+            group["device"] += getattr(event, "self_device_time_total", 0.0) / 1e6
+
+        dtypes: dict[tuple[str, str], list[str]] = {}
+        memory: list[tuple[int, int]] = []
+        for kevent in prof.profiler.kineto_results.events():
+            kname = kevent.name()
+            if kname == "[memory]":
+                if kevent.device_type() == torch.autograd.DeviceType.CPU:  # type: ignore[attr-defined]
+                    memory.append((kevent.start_ns(), kevent.nbytes()))
+                continue
+            dtypes.setdefault(
+                (kname, repr([list(s) for s in kevent.shapes()])), list(kevent.dtypes())
+            )
+
+        counted_names = {tally.name for tally in self._op_tallies.values()}
+        operators = []
+        for (name, shapes_repr), g in groups.items():
+            flops, nbytes = self._join_tally(name, g["shapes"], g["count"], counted_names)
+            operators.append(
+                Operator(
+                    name=name,
+                    count=g["count"],
+                    self_s=g["self"],
+                    total_s=g["total"],
+                    input_shapes=g["shapes"],
+                    input_dtypes=dtypes.get((name, shapes_repr), []),
+                    flops=flops,
+                    bytes=nbytes,
+                )
+            )
+        operators.sort(key=lambda o: o.self_s, reverse=True)
+        self._operators = operators
+        if self.device.type != "cuda" and memory:
+            level = peak = 0
+            for _, delta in sorted(memory):
+                level += delta
+                peak = max(peak, level)
+            self._activation_peak = peak
+
+    def _join_tally(
+        self, name: str, shapes: list[Any], count: int, counted_names: set[str]
+    ) -> tuple[int | None, int | None]:
+        """FLOPs and bytes for a profiler row from the FLOP counter's tallies.
+
+        Rows match on name and tensor shapes, scaled by call count. An operator the counter
+        never saw (a composite like ``aten::linear``, or an annotation) did its work in children
+        that carry the FLOPs, so its own are zero; one the counter saw with other shapes only,
+        or could not count, is None.
+        """
+        if not self._op_tallies:
+            return None, None
+        if name not in counted_names:
+            return 0, 0
+        key = (name, tuple(tuple(s) for s in shapes if isinstance(s, list) and s))
+        tally = self._op_tallies.get(key)
+        if tally is None or tally.method == "unknown":
+            return None, (tally.bytes * count // tally.count if tally else None)
+        return tally.flops * count // tally.count, tally.bytes * count // tally.count
+
+    # ------------------------------------------------------------------------------ result
+
+    def _memory(self) -> Memory:
+        params = _tensor_bytes(self.model.parameters())
+        optimizer_state = None
+        if self.optimizer is not None:
+            optimizer_state = sum(
+                _tensor_bytes(v for v in state.values()) for state in self.optimizer.state.values()
+            )
+        process = psutil.Process()
+        peak_rss = None
+        with contextlib.suppress(ImportError, OSError):
+            import resource
+
+            scale = 1 if sys.platform == "darwin" else 1024
+            peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+        cuda = self.device.type == "cuda"
+        return Memory(
+            parameters_bytes=params,
+            gradients_bytes=self._gradients_bytes,
+            optimizer_state_bytes=optimizer_state,
+            activations_peak_bytes=self._activation_peak,
+            process_rss_bytes=int(process.memory_info().rss),
+            process_peak_rss_bytes=peak_rss,
+            device_peak_bytes=int(torch.cuda.max_memory_allocated(self.device)) if cuda else None,
+            device_capacity_bytes=(
+                int(torch.cuda.get_device_properties(self.device).total_memory) if cuda else None
+            ),
+            source="cuda"
+            if cuda
+            else ("cpu-profiler" if self._activation_peak is not None else None),
+        )
+
+    def _modules(self) -> list[ModuleStat]:
+        stats = []
+        for name, module in self.model.named_modules():
+            forward, backward = self._module_flops.get(name, (0, 0))
+            stats.append(
+                ModuleStat(
+                    name=name,
+                    type=type(module).__name__,
+                    params=sum(p.numel() for p in module.parameters()),
+                    flops=forward + backward,
+                    flops_forward=forward,
+                    flops_backward=backward,
+                )
+            )
+        return stats
+
+    def profile(self) -> Profile:
+        """Everything recorded so far as a :class:`~pinchpoint.profile.Profile`."""
+        training = self.optimizer is not None or self._saw_backward
+        return Profile(
+            name=self.name,
+            mode="train" if training else "infer",
+            device=str(self.device),
+            steps=list(self.steps),
+            operators=list(self._operators),
+            modules=self._modules(),
+            flops=self._flops,
+            memory=self._memory(),
+            machine=describe_machine(),
+            environment=describe_environment(),
+            settings={
+                "warmup": self.warmup,
+                "sampled_steps": {str(k): v for k, v in sorted(self._plan.items())},
+                "clock": type(self._clock).__name__,
+            },
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        )
+
+
+def _to_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        return float(value.detach().float().item()) if value.numel() == 1 else None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,7 @@
+"""Renderers: turn pinchpoint's results into something to read. They format; they never compute."""
+
+from __future__ import annotations
+
+from pinchpoint.renderers.terminal import format_bytes, format_count, format_seconds, render_profile
+
+__all__ = ["format_bytes", "format_count", "format_seconds", "render_profile"]

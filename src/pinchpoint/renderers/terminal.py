@@ -1,0 +1,196 @@
+"""The terminal summary of a Profile: one screen, built from rich renderables.
+
+Every number shown comes from the Profile (its fields or its derived statistics); this module
+only chooses what to show and how to format it.
+"""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from pinchpoint._profile import Profile
+
+__all__ = ["format_bytes", "format_count", "format_seconds", "render_profile"]
+
+_BAR_WIDTH = 20
+_TOP_OPERATORS = 8
+
+
+def format_seconds(seconds: float | None) -> str:
+    """A duration with a unit that keeps three significant digits (``812 µs``, ``3.21 ms``)."""
+    if seconds is None:
+        return "–"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if abs(seconds) >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns" if seconds else "0"
+
+
+def format_bytes(n: int | None) -> str:
+    """A byte count in binary units (``75.0 KiB``)."""
+    if n is None:
+        return "–"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_count(n: float | None, unit: str = "") -> str:
+    """A large count with an SI prefix (``2.61 M``), followed by ``unit``."""
+    if n is None:
+        return "–"
+    for prefix, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {prefix}{unit}"
+    return f"{n:.3g} {unit}".rstrip()
+
+
+def _bar(share: float) -> str:
+    full = max(0.0, min(1.0, share)) * _BAR_WIDTH
+    return "█" * int(full) + ("▌" if full - int(full) >= 0.5 else "")
+
+
+def _headline(profile: Profile) -> Text:
+    measured = len(profile.measured_steps)
+    text = Text()
+    text.append(f"{measured} measured steps", style="bold")
+    stats = profile.phase_stats()
+    if profile.step_time_s is not None:
+        walls = sorted(s.wall_s for s in profile.measured_steps)
+        text.append(f" · {format_seconds(profile.step_time_s)} per step")
+        text.append(f" (range {format_seconds(walls[0])}–{format_seconds(walls[-1])})", style="dim")
+    if profile.throughput is not None:
+        text.append(f" · {profile.throughput:,.0f} samples/s")
+    if not stats:
+        text.append(
+            "\nno measured steps: run more steps than warm-up and sampled ones", style="yellow"
+        )
+    return text
+
+
+def _phase_table(profile: Profile) -> Table | None:
+    stats = profile.phase_stats()
+    if not stats:
+        return None
+    table = Table(title="Where a step's time goes", title_justify="left", box=None, pad_edge=False)
+    table.add_column("phase", no_wrap=True)
+    table.add_column("median", justify="right", no_wrap=True)
+    table.add_column("p10–p90", justify="right", style="dim", no_wrap=True)
+    table.add_column("share", justify="right", no_wrap=True)
+    table.add_column("", style="cyan", no_wrap=True)
+    for name, st in stats.items():
+        if st.mean_s == 0 and name in ("transfer", "backward", "optimizer"):
+            continue
+        table.add_row(
+            name,
+            format_seconds(st.median_s),
+            f"{format_seconds(st.p10_s)}–{format_seconds(st.p90_s)}",
+            f"{st.share:.1%}",
+            _bar(st.share),
+        )
+    return table
+
+
+def _operator_table(profile: Profile) -> Table | None:
+    ranked = profile.operator_shares()
+    if not ranked:
+        return None
+    table = Table(
+        title="Top operators in the profiled step (self time)",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+        expand=True,
+    )
+    table.add_column("operator", overflow="ellipsis", max_width=36, no_wrap=True, ratio=3)
+    table.add_column("calls", justify="right", no_wrap=True)
+    table.add_column("self", justify="right", no_wrap=True)
+    table.add_column("share", justify="right", no_wrap=True)
+    table.add_column("FLOPs", justify="right", no_wrap=True)
+    table.add_column("input shapes", style="dim", overflow="ellipsis", no_wrap=True, ratio=2)
+    for op, share in ranked[:_TOP_OPERATORS]:
+        shapes = ", ".join("×".join(map(str, s)) for s in op.input_shapes if s)
+        flops = "?" if op.flops is None else (format_count(op.flops) if op.flops else "")
+        table.add_row(
+            Text(op.name),
+            str(op.count),
+            format_seconds(op.self_s),
+            f"{share:.1%}",
+            flops,
+            Text(shapes),
+        )
+    return table
+
+
+def _compute_line(profile: Profile) -> Text | None:
+    flops = profile.flops
+    if flops is None:
+        return None
+    text = Text("Compute: ", style="bold")
+    text.append(f"{format_count(flops.total, 'FLOP')} per step")
+    parts = [f"{k} {format_count(v)}" for k, v in flops.by_phase.items() if v]
+    if parts:
+        text.append(f" ({', '.join(parts)})", style="dim")
+    if profile.achieved_flops_per_s is not None:
+        text.append(f" · {format_count(profile.achieved_flops_per_s, 'FLOP/s')} achieved")
+    if flops.uncounted:
+        names = ", ".join(f"{name} ×{n}" for name, n in list(flops.uncounted.items())[:4])
+        more = f" and {len(flops.uncounted) - 4} more" if len(flops.uncounted) > 4 else ""
+        text.append(f"\n  not counted (no FLOP formula): {names}{more}", style="yellow")
+    return text
+
+
+def _memory_line(profile: Profile) -> Text:
+    m = profile.memory
+    text = Text("Memory: ", style="bold")
+    parts = [
+        ("parameters", m.parameters_bytes),
+        ("gradients", m.gradients_bytes),
+        ("optimizer state", m.optimizer_state_bytes),
+        ("activation peak", m.activations_peak_bytes),
+    ]
+    if m.source == "cuda":
+        parts.append(("device peak", m.device_peak_bytes))
+    else:
+        parts.append(("process", m.process_rss_bytes))
+    text.append(" · ".join(f"{label} {format_bytes(v)}" for label, v in parts if v is not None))
+    return text
+
+
+def _training_line(profile: Profile) -> Text | None:
+    loss = [v for _, v in profile.series("loss")]
+    norms = sorted(v for _, v in profile.series("grad_norm"))
+    if not loss and not norms:
+        return None
+    text = Text("Training: ", style="bold")
+    parts = []
+    if loss:
+        parts.append(f"loss {loss[0]:.4g} → {loss[-1]:.4g} over {len(loss)} steps")
+    if norms:
+        parts.append(f"gradient norm median {norms[len(norms) // 2]:.3g}")
+    text.append(" · ".join(parts))
+    return text
+
+
+def render_profile(profile: Profile) -> RenderableType:
+    """One screen summarising a Profile: the step breakdown, top operators, compute, memory."""
+    parts: list[RenderableType] = [_headline(profile)]
+    for part in (
+        _phase_table(profile),
+        _operator_table(profile),
+        _compute_line(profile),
+        _memory_line(profile),
+        _training_line(profile),
+    ):
+        if part is not None:
+            parts.append(Text(""))
+            parts.append(part)
+    title = f"[bold]{escape(profile.name)}[/] · {escape(profile.mode)} on {escape(profile.device)}"
+    return Panel(Group(*parts), title=title, title_align="left")

@@ -1,0 +1,171 @@
+"""The zoo: built-in workloads that run fully offline, for trying pinchpoint and testing it.
+
+The registry maps a zoo name to a :class:`ZooEntry` (a one-line summary, the mode the workload
+runs in and a ``"module:function"`` target). Targets are imported only when :func:`get` builds
+one, so importing this package costs nothing: it must not pull in torch, transformers or
+scikit-learn. Every target is a builder ``build(*, seed=0, batch_size=None, **kw) -> Workload``
+that is deterministic for a seed.
+
+Later workloads (planted bottlenecks, for instance) join with :func:`register`::
+
+    register("slow-loader", "digits CNN behind a slow DataLoader", "train",
+             "pinchpoint.zoo.planted:slow_loader")
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+from pinchpoint.errors import WorkloadError
+from pinchpoint.workload import Mode, Workload
+
+__all__ = ["ZooEntry", "entries", "get", "names", "positive_int", "register"]
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One registered zoo workload: its name, a one-line summary, its mode and its builder.
+
+    Attributes:
+        name: the zoo name, as given to :func:`get`.
+        summary: one line on what the workload is.
+        mode: ``"train"`` or ``"infer"``.
+        target: ``"package.module:function"``, the builder imported when the workload is built.
+    """
+
+    name: str
+    summary: str
+    mode: Mode
+    target: str
+
+
+_REGISTRY: dict[str, ZooEntry] = {}
+
+
+def register(name: str, summary: str, mode: Mode, target: str) -> ZooEntry:
+    """Add a workload to the zoo and return its entry; the target is not imported yet.
+
+    Raises:
+        WorkloadError: the name is taken, the mode is unknown or the target is malformed.
+    """
+    if not name or name != name.strip() or any(c.isspace() for c in name):
+        raise WorkloadError(f"zoo name {name!r} must be a non-empty word without spaces")
+    if name in _REGISTRY:
+        raise WorkloadError(f"zoo workload {name!r} is already registered")
+    if mode not in ("train", "infer"):
+        raise WorkloadError(f"zoo workload {name!r}: mode must be 'train' or 'infer', not {mode!r}")
+    module, sep, function = target.partition(":")
+    if not (sep and module and function):
+        raise WorkloadError(
+            f"zoo workload {name!r}: target must look like 'package.module:function', "
+            f"not {target!r}"
+        )
+    entry = ZooEntry(name=name, summary=summary, mode=mode, target=target)
+    _REGISTRY[name] = entry
+    return entry
+
+
+def names() -> list[str]:
+    """The names of the zoo workloads, sorted."""
+    return sorted(_REGISTRY)
+
+
+def entries() -> list[ZooEntry]:
+    """The zoo entries, sorted by name."""
+    return [_REGISTRY[name] for name in names()]
+
+
+def get(name: str, **options: Any) -> Workload:
+    """Build the zoo workload ``name``, passing ``options`` (``seed``, ``batch_size``...) on.
+
+    Raises:
+        WorkloadError: the name is unknown, an option is not one the builder takes, or the
+            zoo's optional dependencies (``pip install 'pinchpoint[zoo]'``) are missing.
+    """
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        raise WorkloadError(f"no zoo workload named {name!r}; known: {', '.join(names())}")
+    module_name, _, function_name = entry.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise _missing_dependency(name, error) from error
+    builder = getattr(module, function_name, None)
+    if not callable(builder):
+        raise WorkloadError(f"zoo workload {name!r}: {entry.target} is not a function")
+    # Checking the options against the signature first turns a typo into a one-line error
+    # instead of a TypeError from deep inside the builder.
+    try:
+        inspect.signature(builder).bind(**options)
+    except TypeError:
+        accepted = [
+            p.name
+            for p in inspect.signature(builder).parameters.values()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        unknown = sorted(set(options) - set(accepted))
+        raise WorkloadError(
+            f"zoo workload {name!r} does not take option(s) {', '.join(unknown) or '?'}; "
+            f"it takes: {', '.join(accepted)}"
+        ) from None
+    try:
+        workload = builder(**options)
+    except ModuleNotFoundError as error:
+        # Builders import torch, scikit-learn and transformers lazily, when they run.
+        raise _missing_dependency(name, error) from error
+    if not isinstance(workload, Workload):
+        raise TypeError(f"zoo builder {entry.target} returned {type(workload).__name__}")
+    return workload
+
+
+def _missing_dependency(name: str, error: ImportError) -> WorkloadError:
+    """The error for a zoo workload whose optional dependencies are not installed."""
+    # The only ImportError a healthy install meets here is a missing optional dependency.
+    return WorkloadError(
+        f"zoo workload {name!r} cannot be loaded ({error}); "
+        "install the zoo extras: pip install 'pinchpoint[zoo]'"
+    )
+
+
+def positive_int(workload: str, option: str, value: Any, default: int) -> int:
+    """The value of a builder's integer option: ``default`` for None, else a checked int > 0.
+
+    Raises:
+        WorkloadError: the value is not a positive integer.
+    """
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise WorkloadError(
+            f"zoo workload {workload!r}: {option} must be a positive integer, not {value!r}"
+        )
+    return value
+
+
+register(
+    "bert-base",
+    "BERT-base encoder (random weights) inferring on real sentences at sequence length 128",
+    "infer",
+    "pinchpoint.zoo.bert_base:build",
+)
+register(
+    "digits-cnn",
+    "small CNN training on scikit-learn's bundled 8x8 handwritten digits",
+    "train",
+    "pinchpoint.zoo.digits_cnn:build",
+)
+register(
+    "minilm",
+    "pretrained all-MiniLM-L6-v2 sentence encoder inferring on real English sentences",
+    "infer",
+    "pinchpoint.zoo.minilm:build",
+)
+register(
+    "tiny-gpt",
+    "small byte-level GPT training on the Python standard library's source",
+    "train",
+    "pinchpoint.zoo.tiny_gpt:build",
+)

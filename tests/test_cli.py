@@ -1,0 +1,114 @@
+"""The command line, run as a user runs it: real processes, exit codes, and what they print."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pinchpoint import Profile
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "100", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "pinchpoint", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_help_explains_every_command() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("profile", "zoo", "demo"):
+        assert command in result.stdout
+    for command in ("profile", "zoo", "demo"):
+        sub = run(command, "--help")
+        assert sub.returncode == 0 and "Usage" in sub.stdout
+
+
+def test_profile_a_workload_file(workload_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out" / "run.json"
+    result = run("profile", str(workload_file), "--steps", "4", "--warmup", "1", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "file-mlp" in result.stdout and "train on cpu" in result.stdout
+    assert "Where a step's time goes" in result.stdout
+    assert "forward" in result.stdout and "backward" in result.stdout
+    assert "Traceback" not in result.stderr and "USDT" not in result.stderr
+    profile = Profile.load(out)
+    assert profile.name == "file-mlp" and len(profile.measured_steps) == 4
+    assert profile.operators and profile.flops is not None
+
+
+def test_profile_a_named_function(workload_file: Path) -> None:
+    result = run("profile", f"{workload_file}:inference", "--steps", "2")
+    assert result.returncode == 0, result.stderr
+    assert "file-infer" in result.stdout and "infer on cpu" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("suffix", "message"),
+    [
+        ("nope.py", "no such file: "),
+        ("my_workload.py:missing", "has no function 'missing' (it defines: "),
+        ("my_workload.py:raises", "raises() raised ValueError: the dataset path is wrong"),
+        ("my_workload.py:empty", "workload 'empty': its data is empty"),
+        ("my_workload.py:not_a_workload", "returned int, not a pinchpoint.Workload"),
+        (
+            "my_workload.py:fails_in_step",
+            "failed at step 0: RuntimeError: shape mismatch in my loss",
+        ),
+    ],
+)
+def test_bad_targets_fail_with_one_line(workload_file: Path, suffix: str, message: str) -> None:
+    target = str(workload_file.parent / suffix)
+    result = run("profile", target, "--steps", "1")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_device_and_unknown_zoo_name(workload_file: Path) -> None:
+    result = run("profile", str(workload_file), "--device", "tpu")
+    assert result.returncode == 2 and "unknown device 'tpu'" in result.stderr
+    result = run("profile", "zoo:nothing")
+    assert result.returncode == 2 and "no zoo workload named 'nothing'" in result.stderr
+    assert "digits-cnn" in result.stderr
+
+
+def test_debug_shows_the_traceback(workload_file: Path) -> None:
+    result = run("profile", f"{workload_file}:raises", "--debug")
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "the dataset path is wrong" in result.stderr
+
+
+def test_syntax_error_in_workload_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("def workload(:\n")
+    result = run("profile", str(bad))
+    assert result.returncode == 2 and "syntax error" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_failed_run_leaves_existing_json_untouched(workload_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "keep.json"
+    out.write_text("precious")
+    result = run("profile", f"{workload_file}:fails_in_step", "--json", str(out))
+    assert result.returncode == 2
+    assert out.read_text() == "precious"
+
+
+def test_zoo_lists_every_workload() -> None:
+    result = run("zoo")
+    assert result.returncode == 0
+    for name in ("digits-cnn", "minilm", "bert-base", "tiny-gpt"):
+        assert f"zoo:{name}" in result.stdout

@@ -161,8 +161,8 @@ def mlp_profile() -> pinchpoint.Profile:
 
 def test_real_run_structure(mlp_profile: pinchpoint.Profile) -> None:
     p = mlp_profile
-    assert [s.index for s in p.steps] == list(range(2 + 3 + 6))
-    assert [s.sampled for s in p.steps[2:5]] == ["flops", "operators", "operators"]
+    assert [s.index for s in p.steps] == list(range(2 + 2 + 6))
+    assert [s.sampled for s in p.steps[2:4]] == ["flops", "operators"]
     assert len(p.measured_steps) == 6
     for step in p.steps:
         assert set(step.phases) == set(PHASES)
@@ -277,7 +277,7 @@ def test_user_loop_with_recorder_api() -> None:
     profile = rec.profile()
     rec.close()
     assert len(profile.steps) == 12
-    assert len(profile.measured_steps) == 12 - 1 - 3
+    assert len(profile.measured_steps) == 12 - 1 - 2  # warm-up, then the two sampled steps
     assert profile.flops is not None and profile.operators
     assert all(s.phases["data"] > 0 for s in profile.steps)
     losses = [v for _, v in profile.series("loss")]
@@ -367,3 +367,23 @@ def test_cuda_run_times_with_events() -> None:
     for step in profile.steps:
         assert abs(sum(step.phases.values()) - step.wall_s) <= 0.02 * step.wall_s
         assert step.phases["forward"] > 0 and step.phases["backward"] > 0
+
+
+def test_gpu_sample_plan_with_profiler_warmup_runs_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pinchpoint.recorders.recorder as recorder_module
+
+    monkeypatch.setattr(
+        recorder_module, "sample_plan", lambda device: ("flops", "profiler-warmup", "operators")
+    )
+    profile = pinchpoint.profile(_mlp_workload(), steps=2, warmup=1, device="cpu")
+    assert [s.sampled for s in profile.steps] == [
+        None,
+        "flops",
+        "operators",
+        "operators",
+        None,
+        None,
+    ]
+    assert profile.operators and any(o.name == "aten::addmm" for o in profile.operators)
+    addmm_calls = sum(o.count for o in profile.operators if o.name == "aten::addmm")
+    assert addmm_calls == 2  # one profiled step only: the warm-up step's events are discarded

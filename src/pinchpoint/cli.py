@@ -94,11 +94,12 @@ def _record(target: str, steps: int, warmup: int, device: str) -> Any:
     console = _stderr()
     with console.status(f"loading {target}…") if console.is_terminal else _nothing():
         workload = load_workload(target)
-    from pinchpoint.recorders import profile
+    from pinchpoint.recorders import profile, resolve_device, sample_plan
 
-    total = warmup + 3 + steps
+    resolved = resolve_device(device)
+    total = warmup + len(sample_plan(resolved)) + steps
     with _progress(f"profiling {workload.name}", total) as advance:
-        return profile(workload, steps=steps, warmup=warmup, device=device, on_step=advance)
+        return profile(workload, steps=steps, warmup=warmup, device=resolved, on_step=advance)
 
 
 @contextmanager

@@ -8,6 +8,8 @@ imported, so describing the machine of a trace analysis never loads it.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib.metadata
 import os
 import platform
@@ -79,22 +81,26 @@ def _gpu_facts() -> dict[str, Any] | None:
     }
 
 
-def describe_machine() -> Machine:
-    """This machine's processor, cores, threads, memory, and GPU when torch is loaded."""
+@functools.cache
+def _fixed_facts() -> Machine:
+    """The facts that cannot change while a process runs, read once."""
     model, flags = _read_cpuinfo()
-    torch = sys.modules.get("torch")
-    threads = torch.get_num_threads() if torch is not None else None
     return Machine(
         cpu_model=model or platform.processor() or platform.machine(),
         cpu_flags=flags,
         cores_physical=psutil.cpu_count(logical=False),
         cores_logical=psutil.cpu_count(logical=True) or os.cpu_count(),
-        threads=threads,
         memory_bytes=int(psutil.virtual_memory().total),
         os=f"{platform.system()} {platform.release()}",
         arch=platform.machine(),
-        gpu=_gpu_facts(),
     )
+
+
+def describe_machine() -> Machine:
+    """This machine's processor, cores, threads, memory, and GPU when torch is loaded."""
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    return dataclasses.replace(_fixed_facts(), threads=threads, gpu=_gpu_facts())
 
 
 #: Packages whose versions change how a run performs.
@@ -108,14 +114,20 @@ TRACKED_PACKAGES: tuple[str, ...] = (
 )
 
 
-def describe_environment() -> Environment:
-    """Python's version and the versions of the packages that matter, where installed."""
-    packages = {}
+@functools.cache
+def _package_versions() -> tuple[tuple[str, str], ...]:
+    versions = []
     for name in TRACKED_PACKAGES:
         try:
-            packages[name] = importlib.metadata.version(name)
+            versions.append((name, importlib.metadata.version(name)))
         except importlib.metadata.PackageNotFoundError:
             continue
+    return tuple(versions)
+
+
+def describe_environment() -> Environment:
+    """Python's version and the versions of the packages that matter, where installed."""
+    packages = dict(_package_versions())
     torch = sys.modules.get("torch")
     if torch is not None and getattr(torch.version, "cuda", None):
         packages["cuda"] = str(torch.version.cuda)

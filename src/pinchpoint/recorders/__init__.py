@@ -6,7 +6,7 @@ Importing this package imports torch; ``import pinchpoint`` does not import it.
 from __future__ import annotations
 
 from pinchpoint.recorders.clock import Clock, CudaClock, FakeClock, PerfClock
-from pinchpoint.recorders.recorder import Recorder, move_to_device
+from pinchpoint.recorders.recorder import Recorder, move_to_device, sample_plan
 from pinchpoint.recorders.run import profile, resolve_device
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "move_to_device",
     "profile",
     "resolve_device",
+    "sample_plan",
 ]

@@ -21,6 +21,7 @@ The counter runs on one sampled step only: a dispatch mode slows every operator 
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -130,6 +131,15 @@ def has_formula(func: Any) -> bool:
     return func._overloadpacket in flop_registry or func._overloadpacket.__name__ in EXTRA_FORMULAS
 
 
+_COMPOSITE = torch._C.DispatchKey.CompositeImplicitAutograd
+
+
+@functools.cache
+def _decomposable(func: Any) -> bool:
+    """Whether ``func`` is a composite without a formula, to be counted through its parts."""
+    return not has_formula(func) and bool(func.has_kernel_for_dispatch_key(_COMPOSITE))
+
+
 def op_flops(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> tuple[int, str]:
     """FLOPs of one operator call and how they are known (see the module docstring)."""
     packet = func._overloadpacket
@@ -225,7 +235,7 @@ class OpCounter(TorchDispatchMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
-        if not self.paused and not has_formula(func):
+        if not self.paused and _decomposable(func):
             # Count a composite's parts; NotImplemented means it has a kernel of its own.
             with self:
                 result = func.decompose(*args, **kwargs)

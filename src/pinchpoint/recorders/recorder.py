@@ -21,14 +21,15 @@ phases of a step always add up to its wall time.
 
 Heavier instruments run on a few sampled steps right after warm-up, which are then left out of
 statistics: one step under :class:`~pinchpoint.recorders.flops.OpCounter` (FLOPs and bytes), then
-two under ``torch.profiler`` (a warm-up step it discards, and the one whose operators, times and
-memory events are kept).
+one under ``torch.profiler`` whose operators, times and memory events are kept (on a GPU after a
+profiler warm-up step; see :func:`sample_plan`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import gc
 import os
 import sys
 import tempfile
@@ -38,18 +39,28 @@ from typing import Any
 import psutil
 import torch
 
+from pinchpoint._events import HostEvent, fold_events
 from pinchpoint._profile import PHASES, FlopCount, Memory, ModuleStat, Operator, Profile, Step
 from pinchpoint.machine.facts import describe_environment, describe_machine
 from pinchpoint.recorders.clock import Clock, CudaClock, PerfClock
 from pinchpoint.recorders.flops import OpCounter
 from pinchpoint.workload import first_batch_size
 
-__all__ = ["Recorder", "move_to_device"]
+__all__ = ["Recorder", "move_to_device", "sample_plan"]
 
 #: Output tensors per forward call that get a hook to detect the start of backward.
 _MAX_OUTPUT_HOOKS = 8
-#: The steps after warm-up that carry the heavier instruments, in order.
-_SAMPLE_PLAN: tuple[str, ...] = ("flops", "profiler-warmup", "operators")
+
+
+def sample_plan(device: torch.device | str) -> tuple[str, ...]:
+    """The instruments of the steps right after warm-up, in order, on ``device``.
+
+    The profiler's own warm-up step lets CUPTI settle on a GPU; on a CPU there is nothing to
+    settle, so the profiled step follows the FLOP-counting one directly.
+    """
+    if torch.device(device).type == "cuda":
+        return ("flops", "profiler-warmup", "operators")
+    return ("flops", "operators")
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
@@ -116,6 +127,17 @@ class _StderrFilter:
             sys.stderr.write("".join(kept))
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _tensor_bytes(tensors: Iterable[Any]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
 
@@ -168,7 +190,8 @@ class Recorder:
         if clock is None:
             clock = CudaClock(self.device) if self.device.type == "cuda" else PerfClock()
         self._clock = clock
-        self._plan = {warmup + i: what for i, what in enumerate(_SAMPLE_PLAN)} if sample else {}
+        plan = sample_plan(self.device) if sample else ()
+        self._plan = {warmup + i: what for i, what in enumerate(plan)}
 
         self.steps: list[Step] = []
         self._in_step = False
@@ -188,6 +211,7 @@ class Recorder:
         self._module_flops: dict[str, tuple[int, int]] = {}
         self._op_tallies: dict[Any, Any] = {}
         self._profiler: Any = None
+        self._profiler_scheduled = False
         self._stderr = _StderrFilter()
         self._operators: list[Operator] = []
         self._activation_peak: int | None = None
@@ -200,7 +224,8 @@ class Recorder:
         ]
         self._grad_handles: dict[int, Any] = {}
         self._grad_order: list[int] | None = []
-        for param in model.parameters():
+        self._params = list(model.parameters())
+        for param in self._params:
             if param.requires_grad:
                 self._grad_handles[id(param)] = param.register_post_accumulate_grad_hook(
                     self._on_grad_accumulated
@@ -374,8 +399,8 @@ class Recorder:
         if sample == "flops":
             self._counter = OpCounter(self._current_phase, self.model)
             self._counter.start()
-        elif sample == "profiler-warmup":
-            self._start_profiler()
+        elif sample in ("profiler-warmup", "operators") and self._profiler is None:
+            self._start_profiler(warmup=sample == "profiler-warmup")
         if self.device.type == "cuda":
             self._cuda_start_allocated = torch.cuda.memory_allocated(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -402,7 +427,7 @@ class Recorder:
 
     def _end_step(self) -> None:
         if self._grad_norm is None and self.optimizer is None and self._saw_backward:
-            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            grads = [p.grad for p in self._params if p.grad is not None]
             if grads:
                 with torch.no_grad():
                     self._grad_norm = torch.nn.utils.get_total_norm(grads, 2.0)
@@ -460,15 +485,18 @@ class Recorder:
             peak = torch.cuda.max_memory_allocated(self.device) - self._cuda_start_allocated
             if self.steps[-1].measured or sample is None:
                 self._activation_peak = max(self._activation_peak or 0, peak)
-        if self._saw_backward:
-            grads = _tensor_bytes(p.grad for p in self.model.parameters() if p.grad is not None)
+        if self._saw_backward and (self._gradients_bytes is None or sample is not None):
+            # Gradient sizes change only when parameters are frozen or thawed: measure them on
+            # the first backward step and on the sampled ones, not on every step.
+            grads = _tensor_bytes(p.grad for p in self._params if p.grad is not None)
             self._gradients_bytes = max(self._gradients_bytes or 0, grads)
         if sample == "flops" and self._counter is not None:
             self._counter.stop()
             self._collect_flops(self._counter)
             self._counter = None
         elif sample in ("profiler-warmup", "operators") and self._profiler is not None:
-            self._profiler.step()
+            if self._profiler_scheduled:
+                self._profiler.step()
             if sample == "operators":
                 self._profiler.stop()
                 self._stderr.stop()
@@ -477,7 +505,7 @@ class Recorder:
 
     # -------------------------------------------------------------------------- instruments
 
-    def _start_profiler(self) -> None:
+    def _start_profiler(self, warmup: bool) -> None:
         from torch.profiler import ProfilerActivity, profile, schedule
 
         activities = [ProfilerActivity.CPU]
@@ -485,10 +513,12 @@ class Recorder:
             activities.append(ProfilerActivity.CUDA)
         self._profiler = profile(
             activities=activities,
-            schedule=schedule(wait=0, warmup=1, active=1, repeat=1),
+            # With a warm-up step the profiler needs a schedule; without one it records at once.
+            schedule=schedule(wait=0, warmup=1, active=1, repeat=1) if warmup else None,
             record_shapes=True,
             profile_memory=True,
         )
+        self._profiler_scheduled = warmup
         self._stderr.start()
         self._profiler.start()
 
@@ -505,53 +535,48 @@ class Recorder:
         }
 
     def _collect_operators(self, prof: Any) -> None:
-        """Group the profiled step's events by name and input shapes, and join FLOPs to them."""
-        groups: dict[tuple[str, str], dict[str, Any]] = {}
-        for event in prof.events():
-            name = event.name
-            if name == "[memory]" or name.startswith("ProfilerStep"):
-                continue
-            shapes = [list(s) for s in (event.input_shapes or [])]
-            key = (name, repr(shapes))
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = {
-                    "name": name,
-                    "shapes": shapes,
-                    "count": 0,
-                    "self": 0.0,
-                    "total": 0.0,
-                    "device": 0.0,
-                }
-            group["count"] += 1
-            group["self"] += event.self_cpu_time_total / 1e6
-            group["total"] += event.cpu_time_total / 1e6
-            group["device"] += getattr(event, "self_device_time_total", 0.0) / 1e6
+        """Fold the profiled step's host events into operators and join FLOPs to them.
 
-        dtypes: dict[tuple[str, str], list[str]] = {}
+        Reads Kineto's events directly: building torch's FunctionEvent objects would cost more
+        than the step itself on a small model. The cyclic garbage collector is paused meanwhile:
+        thousands of fresh lists would set it off to sweep the whole heap several times.
+        """
+        with _gc_paused():
+            self._fold_operators(prof)
+
+    def _fold_operators(self, prof: Any) -> None:
+        cpu = torch.autograd.DeviceType.CPU  # type: ignore[attr-defined]
+        host: list[HostEvent] = []
         memory: list[tuple[int, int]] = []
-        for kevent in prof.profiler.kineto_results.events():
-            kname = kevent.name()
-            if kname == "[memory]":
-                if kevent.device_type() == torch.autograd.DeviceType.CPU:  # type: ignore[attr-defined]
-                    memory.append((kevent.start_ns(), kevent.nbytes()))
+        for event in prof.profiler.kineto_results.events():
+            name = event.name()
+            if event.device_type() != cpu:
                 continue
-            dtypes.setdefault(
-                (kname, repr([list(s) for s in kevent.shapes()])), list(kevent.dtypes())
-            )
-
+            if name == "[memory]":
+                memory.append((event.start_ns(), event.nbytes()))
+            elif not name.startswith("ProfilerStep"):
+                host.append(
+                    HostEvent(
+                        name=name,
+                        thread=event.start_thread_id(),
+                        start_ns=event.start_ns(),
+                        duration_ns=event.duration_ns(),
+                        shapes=event.shapes(),
+                        dtypes=event.dtypes(),
+                    )
+                )
         counted_names = {tally.name for tally in self._op_tallies.values()}
         operators = []
-        for (name, shapes_repr), g in groups.items():
-            flops, nbytes = self._join_tally(name, g["shapes"], g["count"], counted_names)
+        for row in fold_events(host):
+            flops, nbytes = self._join_tally(row.name, row.shapes, row.count, counted_names)
             operators.append(
                 Operator(
-                    name=name,
-                    count=g["count"],
-                    self_s=g["self"],
-                    total_s=g["total"],
-                    input_shapes=g["shapes"],
-                    input_dtypes=dtypes.get((name, shapes_repr), []),
+                    name=row.name,
+                    count=row.count,
+                    self_s=row.self_ns / 1e9,
+                    total_s=row.total_ns / 1e9,
+                    input_shapes=row.shapes,
+                    input_dtypes=row.dtypes,
                     flops=flops,
                     bytes=nbytes,
                 )
@@ -588,7 +613,7 @@ class Recorder:
     # ------------------------------------------------------------------------------ result
 
     def _memory(self) -> Memory:
-        params = _tensor_bytes(self.model.parameters())
+        params = _tensor_bytes(self._params)
         optimizer_state = None
         if self.optimizer is not None:
             optimizer_state = sum(

@@ -1,0 +1,67 @@
+"""Folding host events into operators: self time from nesting, grouping by name and shapes."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pinchpoint._events import HostEvent, fold_events
+
+
+def test_self_time_subtracts_direct_children_only() -> None:
+    events = [
+        HostEvent("aten::linear", 1, 0, 100, [[4, 8], [2, 8]]),
+        HostEvent("aten::t", 1, 5, 10, [[2, 8]]),
+        HostEvent("aten::transpose", 1, 6, 4, [[2, 8]]),
+        HostEvent("aten::addmm", 1, 20, 70, [[2], [4, 8], [8, 2]]),
+        HostEvent("aten::linear", 1, 200, 50, [[4, 8], [2, 8]]),
+        HostEvent("aten::relu", 2, 0, 30, [[4, 2]]),  # another thread: no parent
+    ]
+    rows = {r.name: r for r in fold_events(events)}
+    assert rows["aten::linear"].count == 2
+    assert rows["aten::linear"].total_ns == 150
+    assert rows["aten::linear"].self_ns == (100 - 10 - 70) + 50
+    assert rows["aten::t"].self_ns == 6  # its child transpose took 4
+    assert rows["aten::transpose"].self_ns == 4
+    assert rows["aten::relu"].self_ns == 30
+
+
+def test_same_name_different_shapes_are_separate_rows() -> None:
+    events = [
+        HostEvent("aten::mm", 1, 0, 5, [[2, 3], [3, 4]]),
+        HostEvent("aten::mm", 1, 10, 5, [[8, 8], [8, 8]]),
+    ]
+    assert [r.shapes for r in fold_events(events)] == [[[2, 3], [3, 4]], [[8, 8], [8, 8]]]
+
+
+@st.composite
+def nested_events(
+    draw: st.DrawFn, depth: int = 0, start: int = 0, span: int = 10_000
+) -> list[HostEvent]:
+    """Properly nested events on one thread inside [start, start + span)."""
+    out: list[HostEvent] = []
+    cursor = start
+    for _ in range(draw(st.integers(0, 3 if depth < 3 else 0))):
+        room = start + span - cursor
+        if room < 4:
+            break
+        begin = cursor + draw(st.integers(0, room // 4))
+        length = draw(st.integers(1, max(1, (start + span - begin) // 2)))
+        out.append(HostEvent(f"op{depth}", 7, begin, length, [[length % 5]]))
+        out.extend(draw(nested_events(depth + 1, begin, length)))
+        cursor = begin + length
+    return out
+
+
+@given(nested_events())
+@settings(max_examples=200, deadline=None)
+def test_self_times_partition_the_top_level_time(events: list[HostEvent]) -> None:
+    rows = fold_events(events)
+    for row in rows:
+        assert 0 <= row.self_ns <= row.total_ns
+    roots_ns = sum(e.duration_ns for e in events if e.name == "op0")
+    assert sum(r.self_ns for r in rows) == roots_ns
+    shuffled = fold_events(list(reversed(events)))
+    assert sorted((r.name, r.self_ns, r.count) for r in shuffled) == sorted(
+        (r.name, r.self_ns, r.count) for r in rows
+    )

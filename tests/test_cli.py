@@ -112,3 +112,26 @@ def test_zoo_lists_every_workload() -> None:
     assert result.returncode == 0
     for name in ("digits-cnn", "minilm", "bert-base", "tiny-gpt"):
         assert f"zoo:{name}" in result.stdout
+
+
+def test_calibrate_prints_peaks_and_reuses_the_cache(tmp_path: Path) -> None:
+    env = {**os.environ, "PINCHPOINT_CACHE_DIR": str(tmp_path)}
+    first = subprocess.run(
+        [sys.executable, "-m", "pinchpoint", "calibrate"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert first.returncode == 0, first.stderr
+    assert "matmul float32" in first.stdout and "memory bandwidth" in first.stdout
+    assert "measured in" in first.stderr and str(tmp_path) in first.stderr
+    second = subprocess.run(
+        [sys.executable, "-m", "pinchpoint", "calibrate"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert second.returncode == 0 and "cached result" in second.stderr
+    assert second.stdout == first.stdout

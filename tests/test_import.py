@@ -19,7 +19,10 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_import_does_not_load_torch() -> None:
-    loaded = _modules_after("import pinchpoint, pinchpoint.zoo, pinchpoint.targets")
+    loaded = _modules_after(
+        "import pinchpoint, pinchpoint.zoo, pinchpoint.targets, pinchpoint.machine.calibrate, "
+        "pinchpoint.analyzers, pinchpoint.renderers"
+    )
     assert "pinchpoint" in loaded
     assert not {m for m in loaded if m == "torch" or m.startswith("torch.")}
 
@@ -33,6 +36,11 @@ def test_loading_a_saved_profile_does_not_load_torch(tmp_path) -> None:
 
 def test_public_api_is_pinned() -> None:
     assert set(pinchpoint.__all__) == {
+        "KINDS",
+        "Diagnosis",
+        "Finding",
+        "Remedy",
+        "diagnose",
         "PHASES",
         "DeviceError",
         "PinchpointError",

@@ -75,7 +75,8 @@ profiles = st.builds(
     memory=memory,
     machine=st.builds(Machine, cpu_model=names, cpu_flags=st.lists(names, max_size=3)),
     environment=st.builds(Environment, python=names, packages=st.dictionaries(names, names)),
-    settings=st.dictionaries(names, st.integers() | names, max_size=3),
+    # JSON numbers in the Profile are int64 at most (orjson, like most readers, stops there).
+    settings=st.dictionaries(names, st.integers(-(2**63), 2**63 - 1) | names, max_size=3),
     created=names,
 )
 

@@ -387,3 +387,20 @@ def test_gpu_sample_plan_with_profiler_warmup_runs_on_cpu(monkeypatch: pytest.Mo
     assert profile.operators and any(o.name == "aten::addmm" for o in profile.operators)
     addmm_calls = sum(o.count for o in profile.operators if o.name == "aten::addmm")
     assert addmm_calls == 2  # one profiled step only: the warm-up step's events are discarded
+
+
+def test_rows_with_other_shapes_than_the_counted_step_still_get_flops_and_bytes() -> None:
+    """Batches padded to their own length: the profiled step's shapes differ from the counted."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU()).eval()
+    lengths = [5, 7, 9, 11, 13]
+    data = [torch.randn(n, 16) for n in lengths]
+    profile = pinchpoint.profile(Workload(model=model, data=data), steps=1, warmup=1, device="cpu")
+    profiled_rows = profile.steps[2].samples  # the step torch.profiler recorded
+    assert profiled_rows == 9
+    addmm = next(o for o in profile.operators if o.name == "aten::addmm")
+    assert addmm.input_shapes[1] == [9, 16]
+    assert addmm.flops == 2 * 9 * 16 * 32
+    assert addmm.bytes == 4 * (32 + 9 * 16 + 16 * 32 + 9 * 32)
+    gelu = next(o for o in profile.operators if o.name == "aten::gelu")
+    assert gelu.flops == 9 * 32  # pointwise, scaled from the counted step's 7 rows

@@ -1,8 +1,8 @@
 """pinchpoint: find and fix the bottlenecks of PyTorch training and inference.
 
 The pipeline: a :class:`Workload` (or your own loop, through :class:`Recorder`) is recorded into
-a :class:`Profile`. Importing pinchpoint does not import torch; :func:`profile` and
-:class:`Recorder` load it when first used.
+a :class:`Profile`; :func:`diagnose` turns it into ranked findings. Importing pinchpoint does not
+import torch; :func:`profile` and :class:`Recorder` load it when first used.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pinchpoint._profile import PHASES, Profile, Step
+from pinchpoint.diagnosis import Diagnosis, diagnose
 from pinchpoint.errors import DeviceError, PinchpointError, ProfileFormatError, WorkloadError
+from pinchpoint.finding import KINDS, Finding, Remedy
 from pinchpoint.workload import Workload
 
 if TYPE_CHECKING:
@@ -19,16 +21,21 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "KINDS",
     "PHASES",
     "DeviceError",
+    "Diagnosis",
+    "Finding",
     "PinchpointError",
     "Profile",
     "ProfileFormatError",
     "Recorder",
+    "Remedy",
     "Step",
     "Workload",
     "WorkloadError",
     "__version__",
+    "diagnose",
     "profile",
 ]
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["HostEvent", "OperatorRow", "fold_events"]
+__all__ = ["HostEvent", "OperatorRow", "covered_ns", "fold_events"]
 
 
 class HostEvent(NamedTuple):
@@ -80,3 +80,28 @@ def fold_events(events: Iterable[HostEvent]) -> list[OperatorRow]:
 
 def _start_then_longest(event: HostEvent) -> tuple[int, int]:
     return (event.start_ns, -event.duration_ns)
+
+
+def covered_ns(events: Iterable[HostEvent]) -> int:
+    """Nanoseconds during which at least one event was open, per thread, summed over threads.
+
+    The rest of a step's host time ran no operator at all: Python, the framework's module
+    machinery, the user's own code between operators.
+    """
+    by_thread: dict[int, list[tuple[int, int]]] = {}
+    for event in events:
+        by_thread.setdefault(event.thread, []).append(
+            (event.start_ns, event.start_ns + event.duration_ns)
+        )
+    total = 0
+    for spans in by_thread.values():
+        spans.sort()
+        end_so_far = None
+        for start, end in spans:
+            if end_so_far is None or start >= end_so_far:
+                total += end - start
+                end_so_far = end
+            elif end > end_so_far:
+                total += end - end_so_far
+                end_so_far = end
+    return total

@@ -171,7 +171,9 @@ class ModuleStat:
     """One module of the model: its parameters and the FLOPs run inside it in one step.
 
     ``name`` is the module's qualified name as ``model.named_modules()`` gives it (``""`` for the
-    model itself). ``params`` counts its own and its children's parameters.
+    model itself). ``params`` counts its own and its children's parameters. ``bytes_forward`` is
+    what its forward operators read and write; ``forward_s`` the time of its forward calls in
+    the profiled step, children included (host time; None where not measured).
     """
 
     name: str
@@ -180,6 +182,8 @@ class ModuleStat:
     flops: int
     flops_forward: int = 0
     flops_backward: int = 0
+    bytes_forward: int = 0
+    forward_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,6 +193,8 @@ class ModuleStat:
             "flops": self.flops,
             "flops_forward": self.flops_forward,
             "flops_backward": self.flops_backward,
+            "bytes_forward": self.bytes_forward,
+            "forward_s": self.forward_s,
         }
 
     @classmethod
@@ -231,7 +237,9 @@ class Memory:
     """Where the run's memory goes, in bytes; None where it was not measured.
 
     ``activations_peak_bytes`` is the largest amount allocated during a step above what was
-    allocated at its start (activations and temporaries). ``source`` says how it was measured:
+    allocated at its start (activations and temporaries). ``process_limit_bytes`` is the most
+    the process may use: its cgroup's limit, its address-space limit, or the machine's memory.
+    ``source`` says how the activation peak was measured:
     ``"cuda"`` (the CUDA caching allocator's statistics) or ``"cpu-profiler"`` (the profiler's
     allocation events).
     """
@@ -244,6 +252,7 @@ class Memory:
     process_peak_rss_bytes: int | None = None
     device_peak_bytes: int | None = None
     device_capacity_bytes: int | None = None
+    process_limit_bytes: int | None = None
     source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -360,6 +369,12 @@ class Profile:
         machine: the machine facts.
         environment: the software versions.
         settings: how the run was recorded (steps, warm-up, which steps were sampled...).
+        optimizer: the optimizer's facts (``type``, ``param_tensors``, ``params``, ``foreach``,
+            ``fused``, ``lr``), None for inference.
+        operator_coverage: of the profiled step's host time (``wall_s``, its batch wait left
+            out), how much ran inside some operator or annotation (``covered_s``; the rest is
+            Python and framework machinery between operators), and how much of it, with how
+            many ATen calls, was the optimizer's step (``optimizer_s``, ``optimizer_calls``).
         created: when the run was recorded, ISO 8601 in UTC.
     """
 
@@ -374,6 +389,8 @@ class Profile:
     machine: Machine = field(default_factory=Machine)
     environment: Environment = field(default_factory=Environment)
     settings: dict[str, Any] = field(default_factory=dict)
+    optimizer: dict[str, Any] | None = None
+    operator_coverage: dict[str, float] | None = None
     created: str = ""
 
     @property
@@ -437,6 +454,10 @@ class Profile:
             "device": self.device,
             "created": self.created,
             "settings": dict(self.settings),
+            "optimizer": dict(self.optimizer) if self.optimizer is not None else None,
+            "operator_coverage": (
+                dict(self.operator_coverage) if self.operator_coverage is not None else None
+            ),
             "machine": self.machine.to_dict(),
             "environment": self.environment.to_dict(),
             "summary": self.summary(),
@@ -464,6 +485,12 @@ class Profile:
                 device=str(data["device"]),
                 created=str(data.get("created", "")),
                 settings=dict(data.get("settings", {})),
+                optimizer=dict(data["optimizer"]) if data.get("optimizer") is not None else None,
+                operator_coverage=(
+                    dict(data["operator_coverage"])
+                    if data.get("operator_coverage") is not None
+                    else None
+                ),
                 machine=Machine.from_dict(data.get("machine", {})),
                 environment=Environment.from_dict(data.get("environment", {})),
                 steps=[Step.from_dict(s) for s in data.get("steps", [])],

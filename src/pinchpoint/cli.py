@@ -7,6 +7,7 @@ Errors a user can cause (``PinchpointError``) print as one line on stderr with e
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,19 +88,49 @@ def _progress(description: str, total: int) -> Iterator[Callable[[Any], None]]:
         yield lambda _step: bar.advance(task)
 
 
-def _record(target: str, steps: int, warmup: int, device: str) -> Any:
-    """Load and record ``target``, showing progress; the one path ``profile`` and ``demo`` share."""
-    from pinchpoint.targets import load_workload
+def _load(target: str, *, profiles: bool = False) -> Any:
+    """The Workload (or, with ``profiles``, a saved Profile) that ``target`` names."""
+    from pinchpoint.targets import load_target, load_workload
 
     console = _stderr()
     with console.status(f"loading {target}…") if console.is_terminal else _nothing():
-        workload = load_workload(target)
+        return load_target(target) if profiles else load_workload(target)
+
+
+def _record(workload: Any, steps: int, warmup: int, device: str, what: str = "profiling") -> Any:
+    """Record a Workload with a progress bar; the one path every recording command shares."""
     from pinchpoint.recorders import profile, resolve_device, sample_plan
 
     resolved = resolve_device(device)
     total = warmup + len(sample_plan(resolved)) + steps
-    with _progress(f"profiling {workload.name}", total) as advance:
+    with _progress(f"{what} {workload.name}", total) as advance:
         return profile(workload, steps=steps, warmup=warmup, device=resolved, on_step=advance)
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from a size such as ``512MiB``, ``2GB`` or ``1048576``."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _SIZE_UNITS:
+        raise typer.BadParameter(f"{text!r} is not a size like 512MiB, 2GB or 1048576")
+    value = int(float(match.group(1)) * _SIZE_UNITS[unit])
+    if value <= 0:
+        raise typer.BadParameter("a memory budget must be positive")
+    return value
 
 
 @contextmanager
@@ -124,11 +155,92 @@ def profile_command(
     from pinchpoint.renderers.terminal import render_profile
 
     def work() -> None:
-        result = _record(target, steps, warmup, device)
+        result = _record(_load(target), steps, warmup, device)
         _stdout().print(render_profile(result))
         if json is not None:
             written = result.save(json)
             _stderr().print(f"profile written to {written}")
+
+    _guarded(debug, work)
+
+
+@app.command("diagnose")
+def diagnose_command(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="file.py, file.py:function, zoo:NAME, or a saved profile/diagnosis .json."
+        ),
+    ],
+    steps: Steps = 20,
+    warmup: Warmup = 3,
+    device: Device = "auto",
+    memory_budget: Annotated[
+        str | None,
+        typer.Option("--memory-budget", help="Memory the run must fit in, e.g. 512MiB or 2GB."),
+    ] = None,
+    json: Annotated[
+        Path | None, typer.Option("--json", help="Also write the diagnosis as JSON to this file.")
+    ] = None,
+    debug: Debug = False,
+) -> None:
+    """Find the principal bottleneck, with its evidence and the remedies that apply."""
+    from pinchpoint.diagnosis import diagnose
+    from pinchpoint.renderers.terminal import render_diagnosis
+
+    budget = parse_size(memory_budget) if memory_budget is not None else None
+
+    def work() -> None:
+        loaded = _load(target, profiles=True)
+        from pinchpoint._profile import Profile
+
+        if not isinstance(loaded, Profile):
+            loaded = _record(loaded, steps, warmup, device, what="diagnosing")
+        with (
+            _stderr().status("calibrating this machine (once)…")
+            if _stderr().is_terminal
+            else (_nothing())
+        ):
+            result = diagnose(loaded, memory_budget_bytes=budget, name=target)
+        _stdout().print(render_diagnosis(result))
+        if json is not None:
+            _stderr().print(f"diagnosis written to {result.save(json)}")
+
+    _guarded(debug, work)
+
+
+@app.command("calibrate")
+def calibrate_command(
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Measure again even when a cached result exists.")
+    ] = False,
+    debug: Debug = False,
+) -> None:
+    """Measure this machine's peak FLOP/s, memory bandwidth and dispatch overhead (cached)."""
+    from rich.table import Table
+
+    from pinchpoint.machine.calibrate import cache_path, load_or_calibrate
+    from pinchpoint.renderers.terminal import format_evidence
+
+    def work() -> None:
+        with _stderr().status("calibrating…") if _stderr().is_terminal else _nothing():
+            peaks, cached = load_or_calibrate(device, refresh=refresh)
+        table = Table(box=None, pad_edge=False, show_header=False)
+        table.add_column(style="bold")
+        table.add_column(justify="right")
+        for dtype, rate in peaks.flops.items():
+            table.add_row(f"matmul {dtype}", format_evidence("_flops_per_s", rate))
+        table.add_row(
+            "memory bandwidth", format_evidence("_bytes_per_s", peaks.bandwidth_bytes_per_s)
+        )
+        table.add_row(
+            "ridge point (fp32)", format_evidence("_flops_per_byte", peaks.ridge_flops_per_byte())
+        )
+        table.add_row("per-operator overhead", format_evidence("_s", peaks.dispatch_s))
+        _stdout().print(table)
+        how = "cached result from" if cached else f"measured in {peaks.seconds:.1f} s, saved to"
+        _stderr().print(f"{how} {cache_path(device)}")
 
     _guarded(debug, work)
 
@@ -166,7 +278,7 @@ def demo_command(
 
     def work() -> None:
         for target in DEMO_TARGETS:
-            result = _record(target, steps, 3, "auto")
+            result = _record(_load(target), steps, 3, "auto")
             _stdout().print(render_profile(result))
             written = result.save(out / f"{result.name}.profile.json")
             _stdout().print(f"saved {written}\n")

@@ -1,8 +1,9 @@
 """Turn what a user names on the command line into a Workload.
 
-A target is ``zoo:NAME`` (a built-in workload), ``path/to/file.py`` (its function ``workload``) or
-``path/to/file.py:function``. The file is run the way Python runs a script: its folder goes first
-on ``sys.path`` so it can import its neighbours. Every failure becomes a one-line WorkloadError.
+A target is ``zoo:NAME`` (a built-in workload), ``path/to/file.py`` (its function ``workload``),
+``path/to/file.py:function``, or (for diagnosis) a saved profile or diagnosis ``.json``. The
+file is run the way Python runs a script: its folder goes first on ``sys.path`` so it can import
+its neighbours. Every failure becomes a one-line WorkloadError.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pinchpoint.errors import PinchpointError, WorkloadError
+import orjson
+
+from pinchpoint._profile import Profile
+from pinchpoint.errors import PinchpointError, ProfileFormatError, WorkloadError
 from pinchpoint.workload import Workload
 
-__all__ = ["DEFAULT_FUNCTION", "load_workload", "split_target"]
+__all__ = ["DEFAULT_FUNCTION", "load_target", "load_workload", "split_target"]
 
 #: The function a workload file is expected to define when the target names none.
 DEFAULT_FUNCTION = "workload"
@@ -76,6 +80,30 @@ def load_workload(target: str, **options: Any) -> Workload:
             f"{file}:{function}() returned {type(result).__name__}, not a pinchpoint.Workload"
         )
     return result
+
+
+def load_target(target: str, **options: Any) -> Workload | Profile:
+    """A Workload, or a Profile when ``target`` is a saved profile or diagnosis (``.json``)."""
+    if target.endswith(".json") and not target.startswith("zoo:"):
+        return load_profile_json(target)
+    return load_workload(target, **options)
+
+
+def load_profile_json(path: str) -> Profile:
+    """The Profile in a saved profile or diagnosis JSON file."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise WorkloadError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise WorkloadError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProfileFormatError(f"{path} is not valid JSON: {exc}") from exc
+    if isinstance(data, dict) and str(data.get("schema", "")).startswith("pinchpoint.diagnosis/"):
+        data = data.get("profile")
+    return Profile.from_dict(data)
 
 
 def _run_file(path: Path) -> Any:

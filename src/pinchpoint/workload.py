@@ -32,6 +32,9 @@ class Workload:
         metric: what ``evaluate`` returns (``"accuracy"``, ``"val_loss"``, ``"cosine"``...).
         greater_is_better: whether a larger ``evaluate`` result is better.
         description: one line on what the workload is.
+        memory_budget_bytes: the memory the workload must fit in (a smaller GPU it will run on,
+            a container's limit); diagnosis checks the peak against it. Default: the device's
+            memory, or the process's limit on a CPU.
     """
 
     model: Any
@@ -43,6 +46,7 @@ class Workload:
     metric: str = "quality"
     greater_is_better: bool = True
     description: str = ""
+    memory_budget_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.model):
@@ -60,6 +64,8 @@ class Workload:
             )
         if self.loss is not None and not callable(self.loss):
             raise WorkloadError(f"workload {self.name!r}: loss must be a function (model, batch)")
+        if self.memory_budget_bytes is not None and self.memory_budget_bytes <= 0:
+            raise WorkloadError(f"workload {self.name!r}: memory_budget_bytes must be positive")
         if self.evaluate is not None and not callable(self.evaluate):
             raise WorkloadError(f"workload {self.name!r}: evaluate must be a function (model)")
 

@@ -21,7 +21,12 @@ import psutil
 
 from pinchpoint._profile import Environment, Machine
 
-__all__ = ["INTERESTING_FLAGS", "describe_environment", "describe_machine"]
+__all__ = [
+    "INTERESTING_FLAGS",
+    "describe_environment",
+    "describe_machine",
+    "process_memory_limit",
+]
 
 #: Instruction-set extensions that matter for deep-learning kernels, as Linux names them.
 INTERESTING_FLAGS: tuple[str, ...] = (
@@ -132,3 +137,24 @@ def describe_environment() -> Environment:
     if torch is not None and getattr(torch.version, "cuda", None):
         packages["cuda"] = str(torch.version.cuda)
     return Environment(python=platform.python_version(), packages=packages)
+
+
+def process_memory_limit() -> int:
+    """The most memory this process may use: its cgroup's limit, else RLIMIT_AS, else all RAM."""
+    limits = [int(psutil.virtual_memory().total)]
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            limits.append(int(text))
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft > 0:
+            limits.append(soft)
+    except (ImportError, OSError, ValueError):
+        pass
+    return min(limits)

@@ -38,6 +38,9 @@ __all__ = [
     "PER_ELEMENT",
     "OpCounter",
     "OpTally",
+    "bytes_from_shapes",
+    "estimate_from_tallies",
+    "flops_from_shapes",
     "has_formula",
     "op_bytes",
     "op_flops",
@@ -173,14 +176,95 @@ def op_bytes(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any)
 
 @dataclass
 class OpTally:
-    """One operator with one input-shape key, summed over the counted step."""
+    """One operator with one input-shape key, summed over the counted step.
+
+    ``first_numel`` sums the elements of each call's first tensor input: FLOPs and bytes per
+    such element carry over to calls of the same operator on other shapes (see
+    :func:`estimate_from_tallies`).
+    """
 
     name: str
     count: int = 0
     flops: int = 0
     bytes: int = 0
+    first_numel: int = 0
     method: str = ""
     dtypes: list[str] = field(default_factory=list)
+
+
+#: Matmul-family operators whose FLOPs torch's formulas compute from input shapes alone, with how
+#: many leading tensor shapes each formula takes.
+_SHAPE_FORMULAS: dict[str, int] = {"mm": 2, "bmm": 2, "addmm": 3, "baddbmm": 3}
+
+
+def flops_from_shapes(name: str, shapes: list[Any]) -> int | None:
+    """FLOPs of one call of a matmul-family operator from its profiled input shapes, else None."""
+    arity = _SHAPE_FORMULAS.get(name.removeprefix("aten::"))
+    tensors = [s for s in shapes if isinstance(s, list) and s]
+    if arity is None or len(tensors) < arity:
+        return None
+    packet = getattr(torch.ops.aten, name.removeprefix("aten::"))
+    try:
+        return int(flop_registry[packet](*tensors[:arity]))
+    except (AssertionError, IndexError, TypeError, ValueError):
+        return None  # shapes that do not multiply: leave the call uncounted
+
+
+#: Bytes per element of the dtypes the profiler names.
+DTYPE_BYTES: dict[str, int] = {
+    "float": 4,
+    "double": 8,
+    "c10::BFloat16": 2,
+    "c10::Half": 2,
+    "long int": 8,
+    "int": 4,
+    "short int": 2,
+    "signed char": 1,
+    "unsigned char": 1,
+    "bool": 1,
+}
+
+
+def bytes_from_shapes(name: str, shapes: list[Any], dtypes: list[str]) -> int | None:
+    """Bytes one matmul-family call reads and writes, from its profiled shapes, else None."""
+    arity = _SHAPE_FORMULAS.get(name.removeprefix("aten::"))
+    tensors = [(s, d) for s, d in zip(shapes, dtypes, strict=False) if isinstance(s, list) and s]
+    if arity is None or len(tensors) < arity:
+        return None
+    size = DTYPE_BYTES.get(tensors[-1][1])
+    if size is None:
+        return None
+    a, b = tensors[arity - 2][0], tensors[arity - 1][0]
+    out = [*a[:-1], b[-1]]
+    return size * (sum(_numel(shape) for shape, _ in tensors[:arity]) + _numel(out))
+
+
+def _numel(shape: list[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def estimate_from_tallies(
+    tallies: list[OpTally], shapes: list[Any], count: int
+) -> tuple[int | None, int | None]:
+    """FLOPs and bytes of ``count`` calls on ``shapes``, scaled from tallies of the same operator.
+
+    The counted step's FLOPs and bytes per element of the first tensor input, times the elements
+    of this call's first input. Exact when only that input's size changes (a batch or sequence
+    dimension), as between batches padded to different lengths.
+    """
+    counted = [t for t in tallies if t.method != "unknown" and t.first_numel > 0]
+    first = next((s for s in shapes if isinstance(s, list) and s), None)
+    if not counted or first is None:
+        return None, None
+    elements = sum(t.first_numel for t in counted)
+    scale = _numel(first) * count / elements
+    return (
+        int(sum(t.flops for t in counted) * scale),
+        int(sum(t.bytes for t in counted) * scale),
+    )
 
 
 class OpCounter(TorchDispatchMode):
@@ -206,6 +290,7 @@ class OpCounter(TorchDispatchMode):
         self.uncounted: Counter[str] = Counter()
         self.modules_forward: Counter[str] = Counter()
         self.modules_backward: Counter[str] = Counter()
+        self.modules_bytes_forward: Counter[str] = Counter()
 
     def start(self) -> None:
         """Start counting: track modules and enter the mode."""
@@ -251,16 +336,23 @@ class OpCounter(TorchDispatchMode):
         if tally is None:
             dtypes = [str(t.dtype).removeprefix("torch.") for a in args for t in _tensors(a)]
             tally = self.ops[key] = OpTally(name=name, method=method, dtypes=dtypes)
+        nbytes = op_bytes(func, args, kwargs, out)
+        first = next(_tensors(args), None)
+        tally.first_numel += first.numel() if first is not None else 0
         tally.count += 1
         tally.flops += flops
-        tally.bytes += op_bytes(func, args, kwargs, out)
+        tally.bytes += nbytes
         if method == "unknown":
             self.uncounted[name] += 1
         if flops:
             self.by_phase[self._phase()] += flops
-            modules = self.modules_backward if self.tracker.is_bw else self.modules_forward
+        if flops or nbytes:
+            backward = self.tracker.is_bw
+            modules = self.modules_backward if backward else self.modules_forward
             for tracked in self.tracker.parents:
                 module = self._module_name(tracked)
                 if module is not None:
                     modules[module] += flops
+                    if not backward:
+                        self.modules_bytes_forward[module] += nbytes
         return out

@@ -33,17 +33,26 @@ import gc
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import psutil
 import torch
 
-from pinchpoint._events import HostEvent, fold_events
+from pinchpoint._events import HostEvent, covered_ns, fold_events
 from pinchpoint._profile import PHASES, FlopCount, Memory, ModuleStat, Operator, Profile, Step
-from pinchpoint.machine.facts import describe_environment, describe_machine
+from pinchpoint.machine.facts import (
+    describe_environment,
+    describe_machine,
+)
 from pinchpoint.recorders.clock import Clock, CudaClock, PerfClock
-from pinchpoint.recorders.flops import OpCounter
+from pinchpoint.recorders.flops import (
+    OpCounter,
+    bytes_from_shapes,
+    estimate_from_tallies,
+    flops_from_shapes,
+)
 from pinchpoint.workload import first_batch_size
 
 __all__ = ["Recorder", "move_to_device", "sample_plan"]
@@ -209,11 +218,15 @@ class Recorder:
         self._counter: OpCounter | None = None
         self._flops: FlopCount | None = None
         self._module_flops: dict[str, tuple[int, int]] = {}
+        self._module_bytes: dict[str, int] = {}
+        self._module_times: dict[str, float] = {}
+        self._module_timer: _ModuleTimer | None = None
         self._op_tallies: dict[Any, Any] = {}
         self._profiler: Any = None
         self._profiler_scheduled = False
         self._stderr = _StderrFilter()
         self._operators: list[Operator] = []
+        self._coverage: dict[str, float] | None = None
         self._activation_peak: int | None = None
         self._gradients_bytes: int | None = None
         self._cuda_start_allocated = 0
@@ -298,6 +311,9 @@ class Recorder:
         if self._profiler is not None:
             self._profiler.stop()
             self._profiler = None
+        if self._module_timer is not None:
+            self._module_timer.close()
+            self._module_timer = None
         self._stderr.stop()
 
     def __enter__(self) -> Recorder:
@@ -401,6 +417,9 @@ class Recorder:
             self._counter.start()
         elif sample in ("profiler-warmup", "operators") and self._profiler is None:
             self._start_profiler(warmup=sample == "profiler-warmup")
+        if sample == "operators" and self.device.type == "cpu":
+            # Host time is the module's time only where work is synchronous: the CPU.
+            self._module_timer = _ModuleTimer(self.model)
         if self.device.type == "cuda":
             self._cuda_start_allocated = torch.cuda.memory_allocated(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -423,6 +442,9 @@ class Recorder:
         if self._profiler is not None:
             self._profiler.stop()
             self._profiler = None
+        if self._module_timer is not None:
+            self._module_timer.close()
+            self._module_timer = None
         self._stderr.stop()
 
     def _end_step(self) -> None:
@@ -490,6 +512,9 @@ class Recorder:
             # the first backward step and on the sampled ones, not on every step.
             grads = _tensor_bytes(p.grad for p in self._params if p.grad is not None)
             self._gradients_bytes = max(self._gradients_bytes or 0, grads)
+        if self._module_timer is not None and sample == "operators":
+            self._module_times = self._module_timer.close()
+            self._module_timer = None
         if sample == "flops" and self._counter is not None:
             self._counter.stop()
             self._collect_flops(self._counter)
@@ -533,6 +558,7 @@ class Recorder:
             name: (int(forward.get(name, 0)), int(backward.get(name, 0)))
             for name in set(forward) | set(backward)
         }
+        self._module_bytes = {k: int(v) for k, v in counter.modules_bytes_forward.items()}
 
     def _collect_operators(self, prof: Any) -> None:
         """Fold the profiled step's host events into operators and join FLOPs to them.
@@ -568,7 +594,9 @@ class Recorder:
         counted_names = {tally.name for tally in self._op_tallies.values()}
         operators = []
         for row in fold_events(host):
-            flops, nbytes = self._join_tally(row.name, row.shapes, row.count, counted_names)
+            flops, nbytes = self._join_tally(
+                row.name, row.shapes, row.dtypes, row.count, counted_names
+            )
             operators.append(
                 Operator(
                     name=row.name,
@@ -583,6 +611,14 @@ class Recorder:
             )
         operators.sort(key=lambda o: o.self_s, reverse=True)
         self._operators = operators
+        body = self.steps[-1].wall_s - self.steps[-1].phases.get("data", 0.0)
+        optimizer_ns, optimizer_calls = _optimizer_span(host)
+        self._coverage = {
+            "wall_s": body,
+            "covered_s": min(body, covered_ns(host) / 1e9),
+            "optimizer_s": optimizer_ns / 1e9,
+            "optimizer_calls": float(optimizer_calls),
+        }
         if self.device.type != "cuda" and memory:
             level = peak = 0
             for _, delta in sorted(memory):
@@ -591,14 +627,16 @@ class Recorder:
             self._activation_peak = peak
 
     def _join_tally(
-        self, name: str, shapes: list[Any], count: int, counted_names: set[str]
+        self, name: str, shapes: list[Any], dtypes: list[str], count: int, counted_names: set[str]
     ) -> tuple[int | None, int | None]:
-        """FLOPs and bytes for a profiler row from the FLOP counter's tallies.
+        """FLOPs and bytes for a profiler row, from the FLOP counter's step.
 
-        Rows match on name and tensor shapes, scaled by call count. An operator the counter
-        never saw (a composite like ``aten::linear``, or an annotation) did its work in children
-        that carry the FLOPs, so its own are zero; one the counter saw with other shapes only,
-        or could not count, is None.
+        Rows match a tally on name and tensor shapes, scaled by call count. The profiled step may
+        see other shapes than the counted one (batches padded to their own length): then
+        matmul-family FLOPs come from torch's formulas on the profiled shapes, and other
+        operators scale from the counted step per element of their first input. An operator the
+        counter never saw (a composite like ``aten::linear``, an annotation) did its work in
+        children that carry the FLOPs, so its own are zero.
         """
         if not self._op_tallies:
             return None, None
@@ -606,9 +644,19 @@ class Recorder:
             return 0, 0
         key = (name, tuple(tuple(s) for s in shapes if isinstance(s, list) and s))
         tally = self._op_tallies.get(key)
-        if tally is None or tally.method == "unknown":
-            return None, (tally.bytes * count // tally.count if tally else None)
-        return tally.flops * count // tally.count, tally.bytes * count // tally.count
+        if tally is not None:
+            if tally.method == "unknown":
+                return None, tally.bytes * count // tally.count
+            return tally.flops * count // tally.count, tally.bytes * count // tally.count
+        same_name = [t for t in self._op_tallies.values() if t.name == name]
+        flops, nbytes = estimate_from_tallies(same_name, shapes, count)
+        exact = flops_from_shapes(name, shapes)
+        if exact is not None:
+            flops = exact * count
+        exact_bytes = bytes_from_shapes(name, shapes, dtypes)
+        if exact_bytes is not None:
+            nbytes = exact_bytes * count
+        return flops, nbytes
 
     # ------------------------------------------------------------------------------ result
 
@@ -655,6 +703,8 @@ class Recorder:
                     flops=forward + backward,
                     flops_forward=forward,
                     flops_backward=backward,
+                    bytes_forward=self._module_bytes.get(name, 0),
+                    forward_s=self._module_times.get(name),
                 )
             )
         return stats
@@ -673,6 +723,8 @@ class Recorder:
             memory=self._memory(),
             machine=describe_machine(),
             environment=describe_environment(),
+            optimizer=_optimizer_facts(self.optimizer),
+            operator_coverage=self._coverage,
             settings={
                 "warmup": self.warmup,
                 "sampled_steps": {str(k): v for k, v in sorted(self._plan.items())},
@@ -680,6 +732,69 @@ class Recorder:
             },
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         )
+
+
+def _optimizer_span(events: list[HostEvent]) -> tuple[int, int]:
+    """Nanoseconds inside the optimizer's step annotations, and the ATen calls within them."""
+    spans = [
+        (e.thread, e.start_ns, e.start_ns + e.duration_ns)
+        for e in events
+        if e.name.startswith("Optimizer.step#")
+    ]
+    calls = sum(
+        1
+        for e in events
+        if e.name.startswith("aten::")
+        and any(t == e.thread and a <= e.start_ns < b for t, a, b in spans)
+    )
+    return sum(b - a for _, a, b in spans), calls
+
+
+class _ModuleTimer:
+    """Times every module's forward calls (children included) through global module hooks."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self._names = {id(m): name for name, m in model.named_modules()}
+        self._open: dict[int, list[float]] = {}
+        self.seconds: dict[str, float] = {}
+        hooks = torch.nn.modules.module
+        self._handles = [
+            hooks.register_module_forward_pre_hook(self._pre),
+            hooks.register_module_forward_hook(self._post),
+        ]
+
+    def _pre(self, module: Any, args: Any) -> None:
+        if id(module) in self._names:
+            self._open.setdefault(id(module), []).append(time.perf_counter())
+
+    def _post(self, module: Any, args: Any, output: Any) -> None:
+        starts = self._open.get(id(module))
+        if starts:
+            name = self._names[id(module)]
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - starts.pop()
+
+    def close(self) -> dict[str, float]:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        return self.seconds
+
+
+def _optimizer_facts(optimizer: Any) -> dict[str, Any] | None:
+    """What kind of optimizer runs, over how many tensors, and with which implementation."""
+    if optimizer is None:
+        return None
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    defaults = getattr(optimizer, "defaults", {})
+    lr = defaults.get("lr")
+    return {
+        "type": type(optimizer).__name__,
+        "param_tensors": len(params),
+        "params": sum(p.numel() for p in params),
+        "foreach": defaults.get("foreach"),
+        "fused": defaults.get("fused"),
+        "lr": float(lr) if isinstance(lr, (int, float)) else None,
+    }
 
 
 def _to_float(value: Any) -> float | None:

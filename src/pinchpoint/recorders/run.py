@@ -7,6 +7,7 @@ so a Workload and a hand-written loop give the same Profile.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -85,6 +86,9 @@ def profile(
         on_step=on_step,
     )
     total = warmup + recorder.sampled_steps + steps
+    # Start from a collected heap: a full collection of garbage left by loading the workload
+    # would otherwise land in one of the measured steps.
+    gc.collect()
     try:
         for batch in recorder.data(workload.batches(), steps=total):
             with recorder.step():
@@ -105,6 +109,8 @@ def profile(
         recorder.close()
     result = recorder.profile()
     result.settings.update({"steps": steps, "device_requested": str(device)})
+    if workload.memory_budget_bytes is not None:
+        result.settings["memory_budget_bytes"] = workload.memory_budget_bytes
     return result
 
 

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
-from pinchpoint.renderers.terminal import format_bytes, format_count, format_seconds, render_profile
+from pinchpoint.renderers.terminal import (
+    format_bytes,
+    format_count,
+    format_evidence,
+    format_seconds,
+    render_diagnosis,
+    render_profile,
+)
 
-__all__ = ["format_bytes", "format_count", "format_seconds", "render_profile"]
+__all__ = [
+    "format_bytes",
+    "format_count",
+    "format_evidence",
+    "format_seconds",
+    "render_diagnosis",
+    "render_profile",
+]

@@ -6,6 +6,8 @@ only chooses what to show and how to format it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.panel import Panel
@@ -13,8 +15,17 @@ from rich.table import Table
 from rich.text import Text
 
 from pinchpoint._profile import Profile
+from pinchpoint.diagnosis import Diagnosis
+from pinchpoint.finding import Finding
 
-__all__ = ["format_bytes", "format_count", "format_seconds", "render_profile"]
+__all__ = [
+    "format_bytes",
+    "format_count",
+    "format_evidence",
+    "format_seconds",
+    "render_diagnosis",
+    "render_profile",
+]
 
 _BAR_WIDTH = 20
 _TOP_OPERATORS = 8
@@ -193,4 +204,87 @@ def render_profile(profile: Profile) -> RenderableType:
             parts.append(Text(""))
             parts.append(part)
     title = f"[bold]{escape(profile.name)}[/] · {escape(profile.mode)} on {escape(profile.device)}"
+    return Panel(Group(*parts), title=title, title_align="left")
+
+
+def format_evidence(key: str, value: Any) -> str:
+    """An evidence value formatted by the unit its field name carries (``_s``, ``_bytes``…)."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+    if key.endswith(("_share", "_fraction", "_utilization")) or key.startswith("share"):
+        return f"{value:.1%}"
+    if key.endswith("_flops_per_s"):
+        return format_count(value, "FLOP/s")
+    if key.endswith("_bytes_per_s"):
+        return format_count(value, "B/s")
+    if key.endswith("_flops_per_byte"):
+        return f"{value:.3g} FLOP/B"
+    if key.endswith("_bytes"):
+        return format_bytes(int(value))
+    if key.endswith("_s"):
+        return format_seconds(value)
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return f"{value:,}"
+
+
+_SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "dim"}
+
+
+def _finding_block(index: int, finding: Finding) -> RenderableType:
+    head = Text(f"{index}. ", style="bold")
+    head.append(finding.kind, style="bold")
+    head.append(f"  {finding.severity}", style=_SEVERITY_STYLE[finding.severity])
+    if finding.kind == "memory_capacity":
+        head.append(f"  {finding.share:.0%} of the memory budget", style="dim")
+    else:
+        head.append(
+            f"  {finding.share:.0%} of the step, saving ~{finding.saving_share:.0%} if removed",
+            style="dim",
+        )
+    body = Text(f"\n   {finding.summary}")
+    evidence = Table(box=None, pad_edge=False, show_header=False, padding=(0, 1, 0, 3))
+    evidence.add_column(style="dim", no_wrap=True)
+    evidence.add_column()
+    for key, value in finding.evidence.items():
+        evidence.add_row(key, Text(format_evidence(key, value)))
+    remedies = Text()
+    for remedy in finding.remedies:
+        remedies.append("   → ", style="cyan")
+        remedies.append(remedy.name, style="cyan bold")
+        remedies.append(f": {remedy.why}\n")
+    return Group(Text.assemble(head, body), evidence, remedies)
+
+
+def render_diagnosis(diagnosis: Diagnosis) -> RenderableType:
+    """One screen: the verdict first, then every finding with its evidence and remedies."""
+    principal = diagnosis.principal
+    verdict = Text()
+    if principal is not None and not diagnosis.healthy:
+        verdict.append("Principal bottleneck: ", style="bold")
+        verdict.append(principal.kind, style="bold red")
+        verdict.append(f" — {principal.summary}")
+    else:
+        verdict.append("Healthy: ", style="bold green")
+        verdict.append("no high-severity bottleneck was found.")
+        if principal is not None:
+            verdict.append(f" The largest remaining opportunity is {principal.kind}.")
+    parts: list[RenderableType] = [verdict, _headline(diagnosis.profile)]
+    for i, finding in enumerate(diagnosis.findings, start=1):
+        parts.append(Text(""))
+        parts.append(_finding_block(i, finding))
+    roof = diagnosis.roofline
+    if roof:
+        line = Text("Roofline: ", style="bold")
+        line.append(
+            f"fp32 peak {format_count(roof['peak_flops_per_s'], 'FLOP/s')}, bandwidth "
+            f"{format_count(roof['bandwidth_bytes_per_s'], 'B/s')}, ridge "
+            f"{roof['ridge_flops_per_byte']:.3g} FLOP/B"
+        )
+        if roof.get("model_flops_utilization") is not None:
+            line.append(f"; model FLOPs utilisation {roof['model_flops_utilization']:.1%}")
+        parts.extend([Text(""), line])
+    title = f"[bold]diagnosis[/] · {escape(diagnosis.target)} · {escape(diagnosis.profile.mode)}"
     return Panel(Group(*parts), title=title, title_align="left")

@@ -169,3 +169,45 @@ register(
     "train",
     "pinchpoint.zoo.tiny_gpt:build",
 )
+register(
+    "slow-collate",
+    "digits MLP training behind a per-pixel Python collate_fn in the main process "
+    "(planted: input_bound)",
+    "train",
+    "pinchpoint.zoo.planted:slow_collate",
+)
+register(
+    "tiny-layers",
+    "64 residual blocks 16 wide trained at batch 4: thousands of microsecond operators "
+    "(planted: overhead_bound)",
+    "train",
+    "pinchpoint.zoo.planted:tiny_layers",
+)
+register(
+    "wide-mlp",
+    "2048-wide MLP training in fp32 at batch 256: large matmuls already near peak "
+    "(planted: compute_bound)",
+    "train",
+    "pinchpoint.zoo.planted:wide_mlp",
+)
+register(
+    "unfused-activations",
+    "LayerNorm and GELU hand-written as chains of tensor ops on 16 MB activations "
+    "(planted: memory_bound)",
+    "infer",
+    "pinchpoint.zoo.planted:unfused_activations",
+)
+register(
+    "many-small-params",
+    "512 one-element Parameters trained with a for-loop Adam(foreach=False) "
+    "(planted: optimizer_bound)",
+    "train",
+    "pinchpoint.zoo.planted:many_small_params",
+)
+register(
+    "activation-hog",
+    "wide MLP trained at batch 2048 whose activations need 3x its 32 MiB budget "
+    "(planted: memory_capacity)",
+    "train",
+    "pinchpoint.zoo.planted:activation_hog",
+)

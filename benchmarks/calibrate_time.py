@@ -1,0 +1,56 @@
+"""Measure this machine's peaks the way pinchpoint does, and what calibrating costs.
+
+Prints each measured peak, the ridge points, how long a cold calibration takes (in a temporary
+cache folder, so the user's cache is neither used nor touched) and how long a warm load from the
+cache takes. Torch is imported before the clock starts: a workload being diagnosed has loaded it
+already, so its import is no cost of calibration.
+
+    python benchmarks/calibrate_time.py [--device cpu] [--warm-loads 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from pinchpoint.machine.calibrate import load_or_calibrate
+
+
+def main() -> None:
+    """Calibrate cold once in a fresh cache folder, then time warm loads from it."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--warm-loads", type=int, default=20)
+    args = parser.parse_args()
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    with tempfile.TemporaryDirectory() as tmp:
+        cache_dir = Path(tmp)
+        start = time.perf_counter()
+        peaks, from_cache = load_or_calibrate(args.device, cache_dir=cache_dir)
+        cold_s = time.perf_counter() - start
+        assert not from_cache
+        warm = []
+        for _ in range(args.warm_loads):
+            start = time.perf_counter()
+            again, from_cache = load_or_calibrate(args.device, cache_dir=cache_dir)
+            warm.append(time.perf_counter() - start)
+            assert from_cache and again == peaks
+
+    for dtype, rate in peaks.flops.items():
+        unit = "TOP/s" if dtype == "int8" else "TFLOP/s"
+        ridge = peaks.ridge_flops_per_byte(dtype)
+        print(f"  peak {dtype:<9} {rate / 1e12:8.3f} {unit:<8} ridge {ridge:7.1f} FLOP/byte")
+    print(f"  bandwidth       {peaks.bandwidth_bytes_per_s / 1e9:8.2f} GB/s (read + written)")
+    print(f"  dispatch        {peaks.dispatch_s * 1e6:8.2f} µs per tiny op")
+    print(f"cold calibration {cold_s:6.2f} s (measuring: {peaks.seconds:.2f} s)")
+    print(f"warm load        {statistics.median(warm) * 1e3:6.2f} ms (median of {len(warm)})")
+
+
+if __name__ == "__main__":
+    main()

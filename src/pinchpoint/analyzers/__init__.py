@@ -1,0 +1,38 @@
+"""Analyzers: each turns a Profile into Findings; the default list is one editable list.
+
+Every analyzer has the signature ``analyze(profile) -> list[Finding]``, reads only the Profile
+(the calibrated peaks included, in ``profile.machine.peaks``) and returns nothing it cannot prove:
+an analyzer whose inputs are missing (no operators, no peaks) returns no finding. Each family
+lives in its own module, whose docstring states its rules and thresholds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from pinchpoint._profile import Profile
+from pinchpoint.analyzers import memory, overhead, phases, roofline, sync
+from pinchpoint.finding import Finding, rank
+
+__all__ = ["DEFAULT_ANALYZERS", "Analyzer", "run_analyzers"]
+
+Analyzer = Callable[[Profile], list[Finding]]
+
+#: The analyzers ``diagnose`` runs, in no particular order: findings are ranked afterwards.
+DEFAULT_ANALYZERS: list[Analyzer] = [
+    phases.analyze_input,
+    phases.analyze_transfer,
+    phases.analyze_optimizer,
+    sync.analyze,
+    overhead.analyze,
+    roofline.analyze,
+    memory.analyze,
+]
+
+
+def run_analyzers(profile: Profile, analyzers: Iterable[Analyzer] | None = None) -> list[Finding]:
+    """Every finding of the given analyzers (the default list if None), ranked by saving."""
+    findings: list[Finding] = []
+    for analyzer in DEFAULT_ANALYZERS if analyzers is None else analyzers:
+        findings.extend(analyzer(profile))
+    return rank(findings)

@@ -1,0 +1,87 @@
+"""``overhead_bound``: framework, Python and launch overhead rather than work.
+
+From the profiled step:
+
+- host time when no operator ran at all (Python, module machinery, user code between
+  operators): the profiled step's host time minus the time covered by operators;
+- dispatch time inside operators: the calibrated per-operator overhead (``dispatch_s``, the time
+  of a one-element ``torch.add``) times the number of ATen operator calls.
+
+Their sum over the profiled step's host time is the overhead share. The optimizer's step is left
+out of all three (its time, its calls): a slow optimizer is ``optimizer_bound``'s finding, and
+counting its per-tensor loop here too would report one cost twice. A finding is reported from
+30 %; the saving assumed is 70 % of it (torch.compile and CUDA graphs remove most of it). The
+evidence also gives the operator count, the median operator's self time against the dispatch
+cost, and FLOPs per operator.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from pinchpoint._profile import Profile
+from pinchpoint.analyzers._catalog import remedy
+from pinchpoint.analyzers._common import busy_share, phase_share
+from pinchpoint.finding import Finding, severity_for
+
+__all__ = ["analyze"]
+
+OVERHEAD_SHARE = 0.30
+OVERHEAD_SAVING = 0.7
+
+
+def analyze(profile: Profile) -> list[Finding]:
+    """``overhead_bound`` when framework overhead is 30 % or more of the step's busy time."""
+    coverage = profile.operator_coverage
+    dispatch_s = profile.machine.peaks.get("dispatch_s")
+    aten = [op for op in profile.operators if op.name.startswith("aten::")]
+    if coverage is None or dispatch_s is None or not aten or coverage["wall_s"] <= 0:
+        return []
+    optimizer_s = coverage.get("optimizer_s", 0.0)
+    calls = sum(op.count for op in aten) - int(coverage.get("optimizer_calls", 0))
+    wall = coverage["wall_s"] - optimizer_s
+    if wall <= 0 or calls <= 0:
+        return []
+    gap_s = max(0.0, wall - (coverage["covered_s"] - optimizer_s))
+    dispatch_total_s = calls * dispatch_s
+    overhead_share_of_busy = min(1.0, (gap_s + dispatch_total_s) / wall)
+    if overhead_share_of_busy < OVERHEAD_SHARE:
+        return []
+    share = overhead_share_of_busy * max(
+        0.0, busy_share(profile) - phase_share(profile, "optimizer")
+    )
+    saving = share * OVERHEAD_SAVING
+    per_call = [op.self_s / op.count for op in aten for _ in range(op.count)]  # all calls
+    flops = profile.flops.total if profile.flops is not None else None
+    return [
+        Finding(
+            kind="overhead_bound",
+            severity=severity_for(saving),
+            share=share,
+            saving_share=saving,
+            summary=(
+                f"Framework overhead dominates: {calls} operator calls per step, the median "
+                f"taking {statistics.median(per_call) * 1e6:.1f} µs, with Python and dispatch "
+                f"around them {overhead_share_of_busy:.0%} of the step's compute time."
+            ),
+            evidence={
+                "overhead_share": share,
+                "overhead_share_of_compute": overhead_share_of_busy,
+                "ops_per_step": calls,
+                "median_op_self_s": statistics.median(per_call),
+                "dispatch_s": dispatch_s,
+                "dispatch_total_s": dispatch_total_s,
+                "python_gap_s": gap_s,
+                "profiled_step_s": wall,
+                "flops_per_op": flops / calls if flops is not None else None,
+                "threshold_share": OVERHEAD_SHARE,
+            },
+            remedies=[
+                remedy("torch_compile"),
+                remedy("larger_batch"),
+                remedy("cuda_graphs")
+                if profile.device.startswith("cuda")
+                else remedy("fused_modules"),
+            ],
+        )
+    ]

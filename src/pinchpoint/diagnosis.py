@@ -1,0 +1,177 @@
+"""Diagnosis: the ranked findings for a workload or a saved Profile, with the roofline behind them.
+
+:func:`diagnose` records a Workload (or takes a Profile), puts the machine's calibrated peaks into
+the Profile (calibrating on first use; the result is cached per machine), runs the analyzers and
+ranks their findings by expected saving: ``findings[0]`` is the principal bottleneck. A workload
+with no high-severity finding is called healthy, plainly, rather than given an invented one.
+
+The JSON form (``schema: pinchpoint.diagnosis/1``) is a public contract::
+
+    {"schema": "pinchpoint.diagnosis/1", "target": ..., "machine": {...}, "profile": {...},
+     "roofline": {...}, "findings": [{"kind": ..., "severity": ..., "share": ...,
+     "saving_share": ..., "summary": ..., "evidence": {...}, "remedies": [...]}, ...]}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pinchpoint._io import atomic_write_bytes
+from pinchpoint._profile import Profile, Step
+from pinchpoint.analyzers import Analyzer, run_analyzers
+from pinchpoint.errors import ProfileFormatError
+from pinchpoint.finding import Finding
+from pinchpoint.machine.facts import describe_machine
+from pinchpoint.roofline import achieved_fraction, module_points, operator_points
+from pinchpoint.workload import Workload
+
+__all__ = ["SCHEMA", "Diagnosis", "diagnose", "roofline_summary"]
+
+SCHEMA = "pinchpoint.diagnosis/1"
+
+#: Roofline points kept in the JSON (the operators and modules that took the most time).
+_TOP_POINTS = 40
+
+
+@dataclass
+class Diagnosis:
+    """The findings for one target, ranked, with the Profile and roofline they rest on."""
+
+    target: str
+    profile: Profile
+    findings: list[Finding] = field(default_factory=list)
+    roofline: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def principal(self) -> Finding | None:
+        """The principal bottleneck: the finding with the largest expected saving."""
+        return self.findings[0] if self.findings else None
+
+    @property
+    def healthy(self) -> bool:
+        """True when no finding is of high severity."""
+        return not any(f.severity == "high" for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The diagnosis as JSON-ready data (see the module docstring for the contract)."""
+        return {
+            "schema": SCHEMA,
+            "target": self.target,
+            "machine": self.profile.machine.to_dict(),
+            "healthy": self.healthy,
+            "findings": [f.to_dict() for f in self.findings],
+            "roofline": self.roofline,
+            "profile": self.profile.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Diagnosis:
+        """Read :meth:`to_dict` output back; ProfileFormatError if it is not a diagnosis."""
+        if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
+            raise ProfileFormatError(f"not a pinchpoint diagnosis (expected schema {SCHEMA!r})")
+        try:
+            return cls(
+                target=str(data["target"]),
+                profile=Profile.from_dict(data["profile"]),
+                findings=[Finding.from_dict(f) for f in data["findings"]],
+                roofline=dict(data.get("roofline", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProfileFormatError(f"broken pinchpoint diagnosis: {exc}") from exc
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the diagnosis as JSON atomically."""
+        return atomic_write_bytes(path, self.to_json())
+
+
+def roofline_summary(profile: Profile) -> dict[str, Any]:
+    """The numbers a roofline chart needs: peaks, ridge, utilisation, the top points."""
+    peaks = profile.machine.peaks
+    if "flops_float32" not in peaks or "bandwidth_bytes_per_s" not in peaks:
+        return {}
+    ops = operator_points(profile)
+    modules = module_points(profile)
+    op_seconds = sum(p.seconds for p in ops)
+    compute_s = sum(p.seconds for p in ops if p.bound == "compute")
+    mfu = None
+    if profile.flops is not None and profile.step_time_s:
+        mfu = profile.flops.total / profile.step_time_s / peaks["flops_float32"]
+    return {
+        "peak_flops_per_s": peaks["flops_float32"],
+        "bandwidth_bytes_per_s": peaks["bandwidth_bytes_per_s"],
+        "ridge_flops_per_byte": peaks["flops_float32"] / peaks["bandwidth_bytes_per_s"],
+        "model_flops_utilization": mfu,
+        "compute_bound_time_share": compute_s / op_seconds if op_seconds else None,
+        "memory_bound_time_share": (op_seconds - compute_s) / op_seconds if op_seconds else None,
+        "achieved_fraction": achieved_fraction(ops),
+        "operators": [p.to_dict() for p in sorted(ops, key=lambda p: -p.seconds)[:_TOP_POINTS]],
+        "modules": [p.to_dict() for p in sorted(modules, key=lambda p: -p.seconds)[:_TOP_POINTS]],
+    }
+
+
+def _same_machine(profile: Profile) -> bool:
+    here = describe_machine()
+    there = profile.machine
+    return (there.cpu_model, there.cores_logical) == (here.cpu_model, here.cores_logical)
+
+
+def _with_peaks(profile: Profile, device: str) -> Profile:
+    """The profile with this machine's calibrated peaks, when it was recorded on this machine."""
+    if profile.machine.peaks or not _same_machine(profile):
+        return profile
+    from pinchpoint.machine.calibrate import load_or_calibrate
+
+    peaks, _ = load_or_calibrate(device)
+    profile.machine = dataclasses.replace(profile.machine, peaks=peaks.as_machine_peaks())
+    return profile
+
+
+def diagnose(
+    target: Workload | Profile,
+    *,
+    steps: int = 20,
+    warmup: int = 3,
+    device: str = "auto",
+    memory_budget_bytes: int | None = None,
+    analyzers: Iterable[Analyzer] | None = None,
+    on_step: Callable[[Step], None] | None = None,
+    name: str | None = None,
+) -> Diagnosis:
+    """Diagnose a Workload (recorded first) or a saved Profile.
+
+    Args:
+        target: what to diagnose.
+        steps, warmup, device, on_step: how to record a Workload (see :func:`pinchpoint.profile`).
+        memory_budget_bytes: the memory the run must fit in, overriding the workload's own.
+        analyzers: the analyzers to run instead of the default list.
+        name: the target's name in the output (a file path, ``zoo:NAME``); default: its name.
+    """
+    if isinstance(target, Workload):
+        from pinchpoint.recorders import profile as record
+
+        profile = record(target, steps=steps, warmup=warmup, device=device, on_step=on_step)
+    elif isinstance(target, Profile):
+        # Peaks and a budget are added below: work on a copy, never on the caller's Profile.
+        profile = dataclasses.replace(target, settings=dict(target.settings))
+    else:
+        raise TypeError(f"diagnose() takes a Workload or a Profile, not {type(target).__name__}")
+    if memory_budget_bytes is not None:
+        if memory_budget_bytes <= 0:
+            raise ValueError("memory_budget_bytes must be positive")
+        profile.settings["memory_budget_bytes"] = memory_budget_bytes
+    profile = _with_peaks(profile, "cuda" if profile.device.startswith("cuda") else "cpu")
+    return Diagnosis(
+        target=name or profile.name,
+        profile=profile,
+        findings=run_analyzers(profile, analyzers),
+        roofline=roofline_summary(profile),
+    )

@@ -1,0 +1,615 @@
+"""Measure this machine's peak rates once and cache them: the ceilings of the roofline.
+
+A roofline compares what a workload achieves with what the machine can do. Datasheet peaks are
+rarely reachable (turbo limits, virtual machines, a framework's kernels), so pinchpoint measures
+its own ceilings with the framework the workload uses:
+
+- **compute**: FLOP/s of large dense matmuls, per dtype, for float32 always and for bfloat16,
+  float16 and int8 only where the hardware runs them natively (an emulated path is no ceiling);
+- **memory bandwidth**: bytes read plus written per second by a copy and a triad over tensors
+  far larger than the last-level cache;
+- **dispatch**: the framework's cost per operator, the median time of a tiny op.
+
+Each rate is the best of many short samples: other processes only ever slow a sample down, so the
+fastest one is the honest estimate of the ceiling. The samples are taken round-robin over every
+dtype, problem size and bandwidth test, so that each quantity sees the quiet moments of a shared
+machine, until no best improves any more or a time budget runs out (a CPU calibration takes 6 to
+12 s on 2 cores). A machine busy for the whole of it still yields low peaks; ``refresh=True``
+measures again. The result is cached as JSON under a key that changes with anything that changes
+the peaks (processor, threads, torch and pinchpoint versions, device).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import math
+import os
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+import platformdirs
+import psutil
+
+from pinchpoint._io import atomic_write_bytes
+from pinchpoint.errors import DeviceError
+from pinchpoint.machine.facts import describe_machine
+
+__all__ = ["CACHE_ENV", "DTYPES", "Peaks", "cache_path", "calibrate", "load_or_calibrate"]
+
+#: Environment variable naming pinchpoint's cache folder; calibrations go in its ``calibration``.
+CACHE_ENV = "PINCHPOINT_CACHE_DIR"
+
+_SCHEMA = "pinchpoint.calibration/1"
+
+# Bumped whenever the measuring method changes, so caches written by an older method are not
+# trusted; it is part of the cache key.
+_METHOD = 1
+
+#: The dtypes a matmul peak can be measured for.
+DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16", "int8")
+
+# CPU flags (Linux names, see facts.INTERESTING_FLAGS) that mean a dtype's matmul runs natively:
+# AVX-512 BF16 or AMX for bf16, AVX-512 FP16 or AMX-FP16 for fp16, VNNI or AMX-INT8 for int8.
+# ``bf16`` and ``i8mm`` are the Arm names of the same extensions.
+_CPU_NATIVE_FLAGS: dict[str, frozenset[str]] = {
+    "bfloat16": frozenset({"avx512_bf16", "amx_bf16", "bf16"}),
+    "float16": frozenset({"avx512_fp16", "amx_fp16"}),
+    "int8": frozenset({"avx512_vnni", "avx_vnni", "amx_int8", "i8mm"}),
+}
+
+# The CUDA compute capability from which each dtype has tensor-core matmuls.
+_CUDA_NATIVE_CAPABILITY: dict[str, tuple[int, int]] = {
+    "bfloat16": (8, 0),
+    "float16": (7, 0),
+    "int8": (7, 5),
+}
+
+# Time budgets in seconds for all the matmuls and the bandwidth test together. A quiet machine
+# stops at half of one (the best stops improving); a busy one uses it up in search of quiet
+# moments. On a 2-core machine a cold CPU calibration takes about 6 s (quiet) to 12 s (busy),
+# the rest being set-up and the dispatch measurement.
+_CPU_BUDGET_S = 9.0
+_CUDA_BUDGET_S = 8.0
+
+# A sample runs the op enough times to last this long, so the timer's resolution and the cost of
+# reading it weigh nothing. Short samples suit the best-of estimate: on a shared machine a short
+# one has a better chance to fall between two interruptions.
+_CPU_SAMPLE_S = 0.002
+_CUDA_SAMPLE_S = 0.02
+
+# Stop sampling once this many rounds in a row improved the best by less than _IMPROVEMENT,
+# after at least _MIN_ROUNDS rounds and _MIN_SHARE of the budget. The floor on time is needed:
+# on a 2-core VM the second core can be unavailable for a second at a time, and matmuls run at
+# one core's rate (half the peak) for as long, steadily enough to look converged.
+_MIN_ROUNDS = 3
+_MIN_SHARE = 0.5
+_PATIENCE = 4
+_IMPROVEMENT = 0.01
+
+_DISPATCH_BATCHES = 150
+_DISPATCH_CALLS = 40
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """The machine's measured peak rates, the roofline's ceilings.
+
+    Attributes:
+        device: ``"cpu"`` or ``"cuda:N"``.
+        flops: dtype name → peak FLOP/s (int8: operations/s) of a dense matmul. ``"float32"`` is
+            always there; ``"bfloat16"``, ``"float16"`` and ``"int8"`` only where the hardware
+            runs them natively.
+        bandwidth_bytes_per_s: sustained memory bandwidth, bytes read plus written per second
+            (the best of a large copy and a triad).
+        dispatch_s: the framework's overhead per operator on this device: the median seconds of
+            a tiny op.
+        threads: the torch threads the measurement used.
+        key: the cache key of the machine and software this was measured on.
+        measured_at: when, in ISO 8601 UTC.
+        seconds: how long calibrating took.
+    """
+
+    device: str
+    flops: dict[str, float]
+    bandwidth_bytes_per_s: float
+    dispatch_s: float
+    threads: int
+    key: str
+    measured_at: str
+    seconds: float
+
+    def ridge_flops_per_byte(self, dtype: str = "float32") -> float:
+        """The roofline's ridge point: the arithmetic intensity where compute becomes the limit.
+
+        Below it (FLOPs per byte moved) a kernel is bound by memory bandwidth, above it by the
+        ``dtype`` peak. Raises KeyError for a dtype that has no measured peak here.
+        """
+        if dtype not in self.flops:
+            raise KeyError(f"no {dtype} peak was measured on {self.device}")
+        return self.flops[dtype] / self.bandwidth_bytes_per_s
+
+    def as_machine_peaks(self) -> dict[str, float]:
+        """The peaks as one flat dict, the form :attr:`pinchpoint._profile.Machine.peaks` holds.
+
+        Keys: ``flops_<dtype>`` for each measured dtype, ``bandwidth_bytes_per_s``, ``dispatch_s``.
+        """
+        peaks = {f"flops_{dtype}": rate for dtype, rate in self.flops.items()}
+        peaks["bandwidth_bytes_per_s"] = self.bandwidth_bytes_per_s
+        peaks["dispatch_s"] = self.dispatch_s
+        return peaks
+
+    def to_dict(self) -> dict[str, Any]:
+        """The peaks as a JSON-ready dict; :meth:`from_dict` gives back an equal object."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["flops"] = dict(self.flops)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Peaks:
+        """Peaks from :meth:`to_dict`'s output; raises ValueError when fields are missing or bad."""
+        try:
+            flops = data["flops"]
+            if not isinstance(flops, Mapping):
+                raise TypeError("flops is not a mapping")
+            return cls(
+                device=str(data["device"]),
+                flops={str(k): float(v) for k, v in flops.items()},
+                bandwidth_bytes_per_s=float(data["bandwidth_bytes_per_s"]),
+                dispatch_s=float(data["dispatch_s"]),
+                threads=int(data["threads"]),
+                key=str(data["key"]),
+                measured_at=str(data["measured_at"]),
+                seconds=float(data["seconds"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a calibration record: {exc!r}") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices and cache keys
+
+
+def _resolve_device(device: str) -> str:
+    """``device`` in canonical form (``"cpu"``, ``"cuda:N"``); DeviceError if it is not here."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceError(f"{device!r} is not a device name") from exc
+    if dev.type == "cpu":
+        return "cpu"
+    if dev.type != "cuda":
+        raise DeviceError(f"calibration measures cpu and cuda devices, not {dev.type!r}")
+    if not torch.cuda.is_available():
+        raise DeviceError(f"{device!r} was asked for, but torch sees no CUDA device")
+    index = torch.cuda.current_device() if dev.index is None else dev.index
+    if index >= torch.cuda.device_count():
+        raise DeviceError(
+            f"{device!r} was asked for, but torch sees {torch.cuda.device_count()} CUDA devices"
+        )
+    return f"cuda:{index}"
+
+
+def _fp32_precision(device: str) -> str:
+    """How float32 matmuls compute on ``device``: allowing TF32 or bf16 for them moves the peak."""
+    import torch
+
+    backend = torch.backends.cuda if device.startswith("cuda") else torch.backends.mkldnn
+    # Where the setting lives has moved between torch versions, and reading it after a mix of the
+    # old and new APIs raises; an unknown setting still makes a valid key.
+    try:
+        return str(backend.matmul.fp32_precision)
+    except (AttributeError, RuntimeError):
+        return "unknown"
+
+
+def _key_facts(device: str) -> dict[str, Any]:
+    """Everything the cache key covers: what, if it changed, would change the peaks."""
+    import torch
+
+    # Imported here: pinchpoint's __init__ imports this module (through the diagnosis) before it
+    # defines __version__.
+    from pinchpoint import __version__
+
+    machine = describe_machine()
+    facts: dict[str, Any] = {
+        "method": _METHOD,
+        "cpu_model": machine.cpu_model,
+        "cpu_flags": sorted(machine.cpu_flags),
+        "cores_logical": machine.cores_logical,
+        "threads": torch.get_num_threads(),
+        "torch": str(torch.__version__),
+        "pinchpoint": __version__,
+        "device": device,
+        "fp32_precision": _fp32_precision(device),
+    }
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(int(device.split(":")[1]))
+        facts["gpu"] = {"name": props.name, "capability": f"{props.major}.{props.minor}"}
+    return facts
+
+
+def _cache_key(device: str) -> str:
+    """A short hash over :func:`_key_facts` of an already resolved device."""
+    blob = orjson.dumps(_key_facts(device), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _default_cache_dir() -> Path:
+    root = os.environ.get(CACHE_ENV)
+    base = Path(root) if root else Path(platformdirs.user_cache_dir("pinchpoint"))
+    return base / "calibration"
+
+
+def cache_path(device: str = "cpu", cache_dir: Path | None = None) -> Path:
+    """The JSON file that holds (or will hold) ``device``'s calibration on this machine.
+
+    The folder is ``cache_dir`` when given, else ``$PINCHPOINT_CACHE_DIR/calibration`` when that
+    variable is set, else ``calibration`` in the user's cache folder. The name carries the cache
+    key, so a change of threads, torch version or hardware points to a different file. Loads torch
+    (the key needs its version and thread count).
+    """
+    dev = _resolve_device(device)
+    folder = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    return folder / f"{dev.replace(':', '')}-{_cache_key(dev)}.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+
+
+class _Clock:
+    """Times ``reps`` back-to-back calls of a function on the CPU, by the wall clock."""
+
+    sample_s = _CPU_SAMPLE_S
+
+    def time(self, fn: Callable[[], object], reps: int) -> float:
+        start = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        return time.perf_counter() - start
+
+
+class _CudaClock(_Clock):
+    """Times calls on a CUDA device with events, waiting for the GPU to finish them."""
+
+    sample_s = _CUDA_SAMPLE_S
+
+    def time(self, fn: Callable[[], object], reps: int) -> float:
+        import torch
+
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(reps):
+            fn()
+        end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end)) / 1e3
+
+
+@dataclass
+class _Job:
+    """One op to sample: the call and the work (FLOPs or bytes) one call does."""
+
+    run: Callable[[], object]
+    work: float
+    reps: int = 1
+    best: float = 0.0  # best rate seen, work per second
+
+
+def _fastest(
+    groups: Mapping[str, Sequence[_Job]], clock: _Clock, budget_s: float
+) -> dict[str, float]:
+    """Each group's best rate (work per second) over samples of all jobs taken round-robin.
+
+    A group is one quantity (a dtype's matmul at several sizes, or the bandwidth tests); its rate
+    is its fastest job's. Every round samples every job once, so each quantity's samples are
+    spread over the whole measurement rather than crowded into a few seconds of it: on a shared
+    machine the load changes from second to second, and a quantity measured only during a busy
+    stretch would be underestimated. Sampling goes on for at least ``_MIN_SHARE`` of ``budget_s``
+    and ``_MIN_ROUNDS`` rounds, then stops once ``_PATIENCE`` rounds in a row have raised no
+    group's best by ``_IMPROVEMENT``, and in any case when ``budget_s`` has passed.
+
+    The jobs must have run once already: a first call pays for kernel selection, JIT compilation
+    and page faults.
+    """
+    started = time.perf_counter()
+    jobs = [job for group in groups.values() for job in group]
+    for job in jobs:
+        once = clock.time(job.run, 1)
+        job.best = job.work / max(once, 1e-9)
+        job.reps = max(1, math.ceil(clock.sample_s / max(once, 1e-9)))
+
+    def bests() -> dict[str, float]:
+        return {name: max(job.best for job in group) for name, group in groups.items()}
+
+    rounds = stale = 0
+    while True:
+        before = bests()
+        for job in jobs:
+            rate = job.work * job.reps / max(clock.time(job.run, job.reps), 1e-9)
+            job.best = max(job.best, rate)
+        rounds += 1
+        after = bests()
+        improved = any(after[name] >= before[name] * (1 + _IMPROVEMENT) for name in groups)
+        stale = 0 if improved else stale + 1
+        elapsed = time.perf_counter() - started
+        if elapsed >= budget_s or (
+            rounds >= _MIN_ROUNDS and stale >= _PATIENCE and elapsed >= _MIN_SHARE * budget_s
+        ):
+            return after
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+
+
+def _native_dtypes(device: str) -> list[str]:
+    """The dtypes whose matmul the hardware runs natively, float32 first."""
+    dtypes = ["float32"]
+    if device == "cpu":
+        flags = set(describe_machine().cpu_flags)
+        dtypes += [d for d in DTYPES[1:] if flags & _CPU_NATIVE_FLAGS[d]]
+    else:
+        import torch
+
+        props = torch.cuda.get_device_properties(int(device.split(":")[1]))
+        capability = (props.major, props.minor)
+        dtypes += [d for d in DTYPES[1:] if capability >= _CUDA_NATIVE_CAPABILITY[d]]
+    return dtypes
+
+
+def _matmul_sizes(device: str) -> tuple[int, ...]:
+    """Square matmul sizes large enough to reach the peak and small enough to sample often.
+
+    Measured on a 2-core Xeon with AMX: float32 runs within a few percent of its peak from 512
+    to 2048 (2048 best), while bf16 and int8 reach only about half their peak below 1536, where
+    the work no longer splits well over both cores. 512 never won for any dtype, so it is left
+    out; sampling the rest lets each machine show its own best size. More threads need more work
+    per call to keep every core busy.
+    """
+    import torch
+
+    if device.startswith("cuda"):
+        return (2048, 4096, 8192)
+    sizes: tuple[int, ...] = (1024, 1536, 2048)
+    if torch.get_num_threads() > 8:
+        sizes += (4096,)
+    return sizes
+
+
+def _matmul_job(device: str, dtype: str, n: int) -> _Job:
+    """A square ``n``×``n`` matmul in ``dtype`` on ``device``, into a preallocated output."""
+    import torch
+
+    if dtype == "int8":
+        a = torch.randint(-128, 128, (n, n), dtype=torch.int8, device=device)
+        b = torch.randint(-128, 128, (n, n), dtype=torch.int8, device=device)
+        c = torch.empty((n, n), dtype=torch.int32, device=device)
+        # The int8 × int8 → int32 matmul torch's quantized paths call (oneDNN VNNI/AMX on CPU,
+        # cuBLASLt IMMA on CUDA); an op is a multiply or an add, as for FLOPs.
+        return _Job(lambda: torch._int_mm(a, b, out=c), 2.0 * n**3)
+    dt = getattr(torch, dtype)
+    a = torch.randn((n, n), device=device).to(dt)
+    b = torch.randn((n, n), device=device).to(dt)
+    c = torch.empty((n, n), dtype=dt, device=device)
+    return _Job(lambda: torch.mm(a, b, out=c), 2.0 * n**3)
+
+
+def _matmul_jobs(device: str, dtype: str, share: float) -> list[_Job]:
+    """Matmul jobs at each of :func:`_matmul_sizes` that fit in ``share`` of the free memory."""
+    import torch
+
+    sizes = _matmul_sizes(device)
+    if device.startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info(int(device.split(":")[1]))
+        # Three n×n tensors of at most 4 bytes an element, beside whatever is on the device.
+        sizes = tuple(n for n in sizes if 3 * n * n * 4 <= free * share) or sizes[:1]
+    jobs = [_matmul_job(device, dtype, n) for n in sizes]
+    for job in jobs:
+        # The warm-up call; it fails here where torch has no kernel for this dtype and device.
+        job.run()
+    return jobs
+
+
+def _last_level_cache_bytes() -> int:
+    """The size of the largest CPU cache (Linux sysfs), or 32 MiB where it cannot be read."""
+    largest = 0
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            text = (index / "size").read_text().strip().upper()
+        except OSError:
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            largest = max(largest, int(digits) * scale)
+    return largest or 32 * 2**20
+
+
+def _bandwidth_bytes(device: str) -> int:
+    """Bytes per tensor for the bandwidth test: large enough that no cache can hold the traffic.
+
+    A copy touches two tensors, a triad three, so a tensor the size of the last-level cache
+    streams at least twice the cache's size per pass; clamped to 128–512 MiB on a CPU
+    (256 MiB–1 GiB on a GPU, from its L2) and to an eighth of the free memory.
+    """
+    if device.startswith("cuda"):
+        import torch
+
+        index = int(device.split(":")[1])
+        l2 = int(getattr(torch.cuda.get_device_properties(index), "L2_cache_size", 0))
+        free, _ = torch.cuda.mem_get_info(index)
+        size = min(max(4 * l2, 256 * 2**20), 2**30)
+    else:
+        free = psutil.virtual_memory().available
+        size = min(max(_last_level_cache_bytes(), 128 * 2**20), 512 * 2**20)
+    return max(min(size, free // 8), 16 * 2**20)
+
+
+def _bandwidth_jobs(device: str) -> list[_Job]:
+    """A large copy and a triad; their rates count bytes read plus bytes written."""
+    import torch
+
+    n = _bandwidth_bytes(device) // 4
+    a = torch.zeros(n, device=device)  # zeros, not empty: the first touch happens here
+    b = torch.full((n,), 1.0, device=device)
+    c = torch.full((n,), 2.0, device=device)
+    jobs = [
+        # copy: reads b, writes a.
+        _Job(lambda: a.copy_(b), 2.0 * 4 * n),
+        # triad (STREAM's a = b + s·c): reads b and c, writes a.
+        _Job(lambda: torch.add(b, c, alpha=0.5, out=a), 3.0 * 4 * n),
+    ]
+    for job in jobs:
+        job.run()
+    return jobs
+
+
+def _dispatch_seconds(device: str) -> float:
+    """Median seconds of one tiny op (an add of one-element tensors) on ``device``.
+
+    Each sample is the mean of a batch of calls (a single call is too short to time alone); the
+    median over batches ignores the ones a context switch or a garbage collection hit. On CUDA a
+    batch ends with a synchronize, so a sample is the rate at which tiny ops complete: the host's
+    launch cost or the GPU's per-kernel time, whichever is the larger.
+    """
+    import torch
+
+    x = torch.ones(1, device=device)
+    y = torch.ones(1, device=device)
+    cuda = device.startswith("cuda")
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    for _ in range(200):
+        torch.add(x, y)
+    sync()
+    samples = []
+    for _ in range(_DISPATCH_BATCHES):
+        start = time.perf_counter()
+        for _ in range(_DISPATCH_CALLS):
+            torch.add(x, y)
+        sync()
+        samples.append((time.perf_counter() - start) / _DISPATCH_CALLS)
+    return statistics.median(samples)
+
+
+def _on_device(device: str) -> Any:
+    """A context that makes ``device`` torch's current CUDA device (a no-op for the CPU)."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.device(int(device.split(":")[1]))
+    return contextlib.nullcontext()
+
+
+def calibrate(device: str = "cpu") -> Peaks:
+    """Measure ``device``'s peaks now (a few seconds to about fifteen), without the cache.
+
+    Uses torch's current thread count. A dtype whose hardware support is missing, or whose
+    matmul torch cannot run on this device, is left out of :attr:`Peaks.flops`. Raises
+    DeviceError for a device that is not here.
+    """
+    started = time.perf_counter()
+    import torch
+
+    dev = _resolve_device(device)
+    key = _cache_key(dev)
+    cuda = dev.startswith("cuda")
+    clock: _Clock = _CudaClock() if cuda else _Clock()
+    dtypes = _native_dtypes(dev)
+    # No autograd bookkeeping: these are the kernels' rates, not a training step's.
+    with torch.no_grad(), _on_device(dev):
+        groups: dict[str, list[_Job]] = {}
+        for dtype in dtypes:
+            try:
+                # The matmuls together take at most a quarter of a GPU's free memory; the
+                # bandwidth tensors at most three eighths.
+                groups[dtype] = _matmul_jobs(dev, dtype, share=1 / (4 * len(dtypes)))
+            except (RuntimeError, NotImplementedError):
+                # The hardware has it but this torch build has no kernel for it: no ceiling a
+                # user can reach either. float32 always has one; its failure is a real error.
+                if dtype == "float32":
+                    raise
+        groups["bandwidth"] = _bandwidth_jobs(dev)
+        rates = _fastest(groups, clock, _CUDA_BUDGET_S if cuda else _CPU_BUDGET_S)
+        del groups  # free the tensors before the next measurement
+        bandwidth = rates.pop("bandwidth")
+        dispatch = _dispatch_seconds(dev)
+    if cuda:
+        torch.cuda.empty_cache()
+    return Peaks(
+        device=dev,
+        flops=rates,
+        bandwidth_bytes_per_s=bandwidth,
+        dispatch_s=dispatch,
+        threads=torch.get_num_threads(),
+        key=key,
+        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        seconds=time.perf_counter() - started,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache
+
+
+def _read_cache(path: Path, key: str, device: str) -> Peaks | None:
+    """The cached peaks at ``path``, or None when the file is missing, unreadable or not valid."""
+    try:
+        data = orjson.loads(path.read_bytes())
+        if not isinstance(data, dict) or data.get("schema") != _SCHEMA:
+            return None
+        peaks = Peaks.from_dict(data)
+    except (OSError, ValueError):  # orjson.JSONDecodeError is a ValueError
+        return None
+    rates = [*peaks.flops.values(), peaks.bandwidth_bytes_per_s, peaks.dispatch_s]
+    if (
+        peaks.key != key
+        or peaks.device != device
+        or "float32" not in peaks.flops
+        or not all(math.isfinite(r) and r > 0 for r in rates)
+    ):
+        return None
+    return peaks
+
+
+def load_or_calibrate(
+    device: str = "cpu", *, refresh: bool = False, cache_dir: Path | None = None
+) -> tuple[Peaks, bool]:
+    """``device``'s peaks from the cache, or measured and cached now; and whether they were cached.
+
+    A missing, corrupted or foreign cache file is measured over and replaced; ``refresh`` measures
+    anew in any case. The file is written atomically, so a concurrent reader never sees half of
+    it; a cache folder that cannot be written only costs a warning. See :func:`cache_path` for
+    where the file lives.
+    """
+    path = cache_path(device, cache_dir)
+    dev = _resolve_device(device)
+    if not refresh:
+        cached = _read_cache(path, _cache_key(dev), dev)
+        if cached is not None:
+            return cached, True
+    peaks = calibrate(dev)
+    record = {"schema": _SCHEMA, **peaks.to_dict()}
+    try:
+        atomic_write_bytes(path, orjson.dumps(record, option=orjson.OPT_INDENT_2))
+    except OSError as exc:
+        warnings.warn(
+            f"could not cache the calibration at {path}: {exc}", RuntimeWarning, stacklevel=2
+        )
+    return peaks, False

@@ -135,3 +135,17 @@ def test_calibrate_prints_peaks_and_reuses_the_cache(tmp_path: Path) -> None:
     )
     assert second.returncode == 0 and "cached result" in second.stderr
     assert second.stdout == first.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{broken", "is not valid JSON"), ('{"schema": "other/1"}', "not a pinchpoint profile")],
+)
+def test_diagnose_a_bad_json_file_fails_with_one_line(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    bad = tmp_path / "run.json"
+    bad.write_text(content)
+    result = run("diagnose", str(bad))
+    assert result.returncode == 2
+    assert message in result.stderr and result.stderr.strip().count("\n") == 0

@@ -148,30 +148,17 @@ def test_a_bad_option_is_a_workload_error(name: str, option: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(KINDS))
-def test_each_planted_workload_is_described_and_fixed_by_its_seed(name: str) -> None:
+def test_each_planted_workload_is_described_and_leaves_the_callers_rng_alone(name: str) -> None:
+    # Seeds fixing data and weights: test_zoo's determinism test covers every zoo workload.
     torch.manual_seed(1234)
     expected = torch.rand(4)
     torch.manual_seed(1234)
-    first, again, other = _get(name), _get(name, seed=0), _get(name, seed=1)
+    first = _get(name)
     # Building draws from generators of its own: the caller's random state is left alone.
     assert torch.equal(torch.rand(4), expected)
     assert first.name == name
     assert first.description and "\n" not in first.description
     assert first.mode == ("infer" if name == "unfused-activations" else "train")
-
-    def first_batch(workload: Workload) -> list[Any]:
-        return _tensors(next(iter(workload.data)))
-
-    def weights(workload: Workload) -> list[Any]:
-        return list(workload.model.state_dict().values())
-
-    def same(a: list[Any], b: list[Any]) -> bool:
-        return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
-
-    assert same(first_batch(first), first_batch(again))
-    assert same(weights(first), weights(again))
-    assert not same(first_batch(first), first_batch(other))
-    assert not same(weights(first), weights(other))
 
 
 # --- quality ------------------------------------------------------------------------------------

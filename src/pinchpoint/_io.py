@@ -1,4 +1,4 @@
-"""File output that never leaves a half-written file behind."""
+"""Files in and out: JSON read with one-line errors, output that is never half-written."""
 
 from __future__ import annotations
 
@@ -6,8 +6,29 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write_bytes"]
+import orjson
+
+from pinchpoint.errors import ProfileFormatError
+
+__all__ = ["atomic_write_bytes", "read_json"]
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON value in the file at ``path``; ProfileFormatError, on one line, if it cannot be."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ProfileFormatError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise ProfileFormatError(f"{path} is a folder, not a file") from None
+    except OSError as exc:
+        raise ProfileFormatError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProfileFormatError(f"{path} is not valid JSON: {exc}") from exc
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from pinchpoint._io import atomic_write_bytes
+from pinchpoint._io import atomic_write_bytes, read_json
 from pinchpoint.errors import ProfileFormatError
 
 __all__ = [
@@ -524,10 +524,4 @@ class Profile:
     @classmethod
     def load(cls, path: str | Path) -> Profile:
         """Read a Profile saved by :meth:`save`."""
-        try:
-            raw = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise ProfileFormatError(f"no such file: {path}") from None
-        except OSError as exc:
-            raise ProfileFormatError(f"cannot read {path}: {exc.strerror}") from exc
-        return cls.from_json(raw)
+        return cls.from_dict(read_json(path))

@@ -267,20 +267,23 @@ DEMO_TARGETS = ("zoo:digits-cnn", "zoo:minilm")
 
 @app.command("demo")
 def demo_command(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the saved profiles.")] = Path(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the saved diagnoses.")] = Path(
         "pinchpoint-demo"
     ),
     steps: Steps = 20,
     debug: Debug = False,
 ) -> None:
-    """Profile a built-in training and inference workload and save their profiles."""
-    from pinchpoint.renderers.terminal import render_profile
+    """Diagnose a built-in training and inference workload and save the results."""
+    from pinchpoint.diagnosis import diagnose
+    from pinchpoint.renderers.terminal import render_diagnosis, render_profile
 
     def work() -> None:
         for target in DEMO_TARGETS:
-            result = _record(_load(target), steps, 3, "auto")
-            _stdout().print(render_profile(result))
-            written = result.save(out / f"{result.name}.profile.json")
+            profile = _record(_load(target), steps, 3, "auto", what="diagnosing")
+            result = diagnose(profile, name=target)
+            _stdout().print(render_profile(result.profile))
+            _stdout().print(render_diagnosis(result))
+            written = result.save(out / f"{profile.name}.diagnosis.json")
             _stdout().print(f"saved {written}\n")
 
     _guarded(debug, work)

@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from pinchpoint._io import read_json
 from pinchpoint._profile import Profile
-from pinchpoint.errors import PinchpointError, ProfileFormatError, WorkloadError
+from pinchpoint.errors import PinchpointError, WorkloadError
 from pinchpoint.workload import Workload
 
 __all__ = ["DEFAULT_FUNCTION", "load_target", "load_workload", "split_target"]
@@ -91,16 +90,7 @@ def load_target(target: str, **options: Any) -> Workload | Profile:
 
 def load_profile_json(path: str) -> Profile:
     """The Profile in a saved profile or diagnosis JSON file."""
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise WorkloadError(f"no such file: {path}") from None
-    except OSError as exc:
-        raise WorkloadError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ProfileFormatError(f"{path} is not valid JSON: {exc}") from exc
+    data = read_json(path)
     if isinstance(data, dict) and str(data.get("schema", "")).startswith("pinchpoint.diagnosis/"):
         data = data.get("profile")
     return Profile.from_dict(data)

@@ -10,8 +10,9 @@ ranks its input problem by its own, larger saving.
 - ``compute_bound``: compute-bound operators take 50 % of operator time or more *and* achieve at
   least 30 % of the calibrated peak: the arithmetic units are the limit, not the way they are fed.
   Running near peak is the efficient end state, so its severity is at most medium. Saving: the
-  speed-up a faster native precision offers (bf16/fp16/int8 peak against fp32), when one exists
-  with at least 1.5× the rate; otherwise 10 % of the share (smaller or pruned models).
+  speed-up a faster native precision offers (its calibrated peak over fp32's) when one exists with
+  at least 1.5× the rate: bf16/fp16 through mixed precision, and for inference also int8 through
+  quantization; otherwise 10 % of the share (smaller or pruned models).
 - ``memory_bound``: memory-bound operators take 40 % of operator time or more. Saving: half of it
   (fusion typically halves the bytes moved; lower precision halves them again).
 """
@@ -24,7 +25,7 @@ from pinchpoint.analyzers._common import busy_share, operator_seconds
 from pinchpoint.finding import Finding, severity_for
 from pinchpoint.roofline import RooflinePoint, operator_points
 
-__all__ = ["analyze", "best_low_precision"]
+__all__ = ["analyze", "faster_precisions"]
 
 COMPUTE_SHARE = 0.50
 COMPUTE_FRACTION = 0.30
@@ -33,18 +34,17 @@ MEMORY_SAVING = 0.5
 LOW_PRECISION_MIN_SPEEDUP = 1.5
 
 
-def best_low_precision(peaks: dict[str, float]) -> tuple[str, float] | None:
-    """The fastest native lower precision and its speed-up over fp32, if one is 1.5× faster."""
+def faster_precisions(peaks: dict[str, float], inference: bool) -> dict[str, float]:
+    """Speed-ups over fp32 of the native lower precisions at least 1.5× faster, by dtype.
+
+    int8 counts only for inference: training in int8 is not a remedy a user can apply.
+    """
     fp32 = peaks.get("flops_float32")
     if not fp32:
-        return None
-    options = [
-        (key.removeprefix("flops_"), value / fp32)
-        for key, value in peaks.items()
-        if key.startswith("flops_") and key != "flops_float32"
-    ]
-    options = [o for o in options if o[1] >= LOW_PRECISION_MIN_SPEEDUP]
-    return max(options, key=lambda o: o[1]) if options else None
+        return {}
+    dtypes = ("bfloat16", "float16", "int8") if inference else ("bfloat16", "float16")
+    speedups = {d: peaks[f"flops_{d}"] / fp32 for d in dtypes if f"flops_{d}" in peaks}
+    return {d: x for d, x in speedups.items() if x >= LOW_PRECISION_MIN_SPEEDUP}
 
 
 def _rate(points: list[RooflinePoint], attr: str) -> float:
@@ -74,18 +74,21 @@ def analyze(profile: Profile) -> list[Finding]:
     compute_rate = _rate(compute, "flops")
     compute_fraction = compute_rate / peaks["flops_float32"]
     if compute_of_ops >= COMPUTE_SHARE and compute_fraction >= COMPUTE_FRACTION:
-        faster = best_low_precision(peaks)
-        if faster is not None:
-            saving = compute_share * (1 - 1 / faster[1])
-            precision = [
-                remedy(
-                    "mixed_precision",
-                    f"this machine's {faster[0]} matmuls measured {faster[1]:.1f}x its fp32 rate",
-                )
-            ]
-        else:
-            saving = compute_share * 0.1
-            precision = []
+        faster = faster_precisions(peaks, inference=profile.mode == "infer")
+        best = max(faster.values(), default=None)
+        saving = compute_share * (1 - 1 / best) if best else compute_share * 0.1
+        remedies = []
+        floats = {d: x for d, x in faster.items() if d != "int8"}
+        if floats:
+            dtype = max(floats, key=floats.__getitem__)
+            why = f"this machine's {dtype} matmuls measured {floats[dtype]:.1f}x its fp32 rate"
+            remedies.append((floats[dtype], remedy("mixed_precision", why)))
+        if "int8" in faster:
+            why = f"this machine's int8 matmuls measured {faster['int8']:.1f}x its fp32 rate"
+            remedies.append((faster["int8"], remedy("quantize_int8", why)))
+        precision = [r for _, r in sorted(remedies, key=lambda pair: -pair[0])]
+        if profile.mode == "infer" and "int8" not in faster:
+            precision.append(remedy("quantize_int8"))
         severity = severity_for(saving)
         top = max(compute, key=lambda p: p.seconds)
         findings.append(
@@ -110,12 +113,7 @@ def analyze(profile: Profile) -> list[Finding]:
                     "threshold_share": COMPUTE_SHARE,
                     "threshold_fraction": COMPUTE_FRACTION,
                 },
-                remedies=[
-                    *precision,
-                    remedy("quantize_int8"),
-                    remedy("prune_structured"),
-                    remedy("distill"),
-                ],
+                remedies=[*precision, remedy("prune_structured"), remedy("distill")],
             )
         )
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.markup import escape
+from rich.padding import Padding
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -213,7 +214,7 @@ def format_evidence(key: str, value: Any) -> str:
         return "–"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-    if key.endswith(("_share", "_fraction", "_utilization")) or key.startswith("share"):
+    if "_share" in key or key.endswith(("_fraction", "_utilization")):
         return f"{value:.1%}"
     if key.endswith("_flops_per_s"):
         return format_count(value, "FLOP/s")
@@ -244,18 +245,18 @@ def _finding_block(index: int, finding: Finding) -> RenderableType:
             f"  {finding.share:.0%} of the step, saving ~{finding.saving_share:.0%} if removed",
             style="dim",
         )
-    body = Text(f"\n   {finding.summary}")
-    evidence = Table(box=None, pad_edge=False, show_header=False, padding=(0, 1, 0, 3))
+    evidence = Table(box=None, pad_edge=False, show_header=False)
     evidence.add_column(style="dim", no_wrap=True)
     evidence.add_column()
     for key, value in finding.evidence.items():
         evidence.add_row(key, Text(format_evidence(key, value)))
-    remedies = Text()
+    remedies = Table(box=None, pad_edge=False, show_header=False)
+    remedies.add_column(style="cyan", no_wrap=True)
+    remedies.add_column()
     for remedy in finding.remedies:
-        remedies.append("   → ", style="cyan")
-        remedies.append(remedy.name, style="cyan bold")
-        remedies.append(f": {remedy.why}\n")
-    return Group(Text.assemble(head, body), evidence, remedies)
+        remedies.add_row(f"→ {remedy.name}", Text(remedy.why))
+    body = Group(Text(finding.summary), evidence, remedies)
+    return Group(head, Padding(body, (0, 0, 0, 3)))
 
 
 def render_diagnosis(diagnosis: Diagnosis) -> RenderableType:

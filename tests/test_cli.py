@@ -149,3 +149,14 @@ def test_diagnose_a_bad_json_file_fails_with_one_line(
     result = run("diagnose", str(bad))
     assert result.returncode == 2
     assert message in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+def test_lr_find_suggests_a_rate_and_refuses_inference(workload_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lr.json"
+    result = run("lr-find", str(workload_file), "--steps", "30", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "LR range test" in result.stdout
+    assert "suggested learning rate" in result.stdout or "no learning rate" in result.stdout
+    assert out.exists()
+    refused = run("lr-find", f"{workload_file}:inference")
+    assert refused.returncode == 2 and refused.stderr.startswith("error: ")

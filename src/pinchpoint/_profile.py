@@ -36,6 +36,7 @@ __all__ = [
     "SCHEMA",
     "Environment",
     "FlopCount",
+    "Health",
     "Machine",
     "Memory",
     "ModuleStat",
@@ -263,6 +264,72 @@ class Memory:
         return cls(**_from_fields(cls, data))
 
 
+def _floats_out(rows: list[list[float | None]]) -> list[list[float | str | None]]:
+    return [[_float_out(v) for v in row] for row in rows]
+
+
+def _floats_in(rows: Any) -> list[list[float | None]]:
+    return [[_float_in(v) for v in row] for row in rows]
+
+
+@dataclass(frozen=True)
+class Health:
+    """Training-health series: per-layer gradients and updates, activations, non-finite values.
+
+    Matrices are ``[row][column]``: one row per recorded step (``grad_steps``, ``update_steps``,
+    ``activation_steps``), one column per layer (``layers``: modules with parameters of their own)
+    (``layer_ndim``: the most dimensions among its parameters, 2 or more for weight matrices)
+    or per activation module (``activation_layers``, of family ``activation_kinds``: relu,
+    sigmoid, tanh or smooth). ``update_ratio`` is ``‖Δw‖ / ‖w‖`` over an optimizer step and
+    ``weight_norm`` is ``‖w‖`` after it (rows of ``update_steps``);
+    ``dead_share`` the share of ReLU-family units that output zero for the whole batch;
+    ``saturated_share`` the share of sigmoid/tanh outputs within 0.01 of their limits.
+    ``nonfinite`` says where a NaN or infinity first appeared (step, in loss, gradients or
+    weights, which tensor, and the first module whose output was non-finite), or None.
+    """
+
+    layers: list[str] = field(default_factory=list)
+    layer_ndim: list[int] = field(default_factory=list)
+    grad_steps: list[int] = field(default_factory=list)
+    grad_norm: list[list[float | None]] = field(default_factory=list)
+    update_steps: list[int] = field(default_factory=list)
+    update_ratio: list[list[float | None]] = field(default_factory=list)
+    weight_norm: list[list[float | None]] = field(default_factory=list)
+    activation_layers: list[str] = field(default_factory=list)
+    activation_kinds: list[str] = field(default_factory=list)
+    activation_steps: list[int] = field(default_factory=list)
+    dead_share: list[list[float | None]] = field(default_factory=list)
+    saturated_share: list[list[float | None]] = field(default_factory=list)
+    activation_mean: list[list[float | None]] = field(default_factory=list)
+    activation_std: list[list[float | None]] = field(default_factory=list)
+    nonfinite: dict[str, Any] | None = None
+
+    _MATRICES = (
+        "grad_norm",
+        "update_ratio",
+        "weight_norm",
+        "dead_share",
+        "saturated_share",
+        "activation_mean",
+        "activation_std",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in self._MATRICES:
+            d[name] = _floats_out(d[name])
+        d["nonfinite"] = dict(self.nonfinite) if self.nonfinite is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Health:
+        d = _from_fields(cls, data)
+        for name in cls._MATRICES:
+            if name in d:
+                d[name] = _floats_in(d[name])
+        return cls(**d)
+
+
 @dataclass(frozen=True)
 class Machine:
     """The machine a run happened on: processor, memory and accelerator facts.
@@ -371,6 +438,7 @@ class Profile:
         settings: how the run was recorded (steps, warm-up, which steps were sampled...).
         optimizer: the optimizer's facts (``type``, ``param_tensors``, ``params``, ``foreach``,
             ``fused``, ``lr``), None for inference.
+        health: per-layer training-health series (training runs), see :class:`Health`.
         operator_coverage: of the profiled step's host time (``wall_s``, its batch wait left
             out), how much ran inside some operator or annotation (``covered_s``; the rest is
             Python and framework machinery between operators), and how much of it, with how
@@ -391,6 +459,7 @@ class Profile:
     settings: dict[str, Any] = field(default_factory=dict)
     optimizer: dict[str, Any] | None = None
     operator_coverage: dict[str, float] | None = None
+    health: Health | None = None
     created: str = ""
 
     @property
@@ -464,6 +533,7 @@ class Profile:
             "steps": [s.to_dict() for s in self.steps],
             "flops": self.flops.to_dict() if self.flops is not None else None,
             "memory": self.memory.to_dict(),
+            "health": self.health.to_dict() if self.health is not None else None,
             "modules": [m.to_dict() for m in self.modules],
             "operators": [o.to_dict() for o in self.operators],
         }
@@ -497,6 +567,7 @@ class Profile:
                 flops=FlopCount.from_dict(flops) if flops is not None else None,
                 memory=Memory.from_dict(data.get("memory", {})),
                 modules=[ModuleStat.from_dict(m) for m in data.get("modules", [])],
+                health=Health.from_dict(data["health"]) if data.get("health") else None,
                 operators=[Operator.from_dict(o) for o in data.get("operators", [])],
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pinchpoint.errors import PinchpointError
 
@@ -102,7 +103,8 @@ def _record(workload: Any, steps: int, warmup: int, device: str, what: str = "pr
     from pinchpoint.recorders import profile, resolve_device, sample_plan
 
     resolved = resolve_device(device)
-    total = warmup + len(sample_plan(resolved)) + steps
+    # Roughly the steps profile() will run (activation-sampled steps add a few more).
+    total = warmup + len(sample_plan(resolved)) + steps + steps // 10
     with _progress(f"{what} {workload.name}", total) as advance:
         return profile(workload, steps=steps, warmup=warmup, device=resolved, on_step=advance)
 
@@ -241,6 +243,50 @@ def calibrate_command(
         _stdout().print(table)
         how = "cached result from" if cached else f"measured in {peaks.seconds:.1f} s, saved to"
         _stderr().print(f"{how} {cache_path(device)}")
+
+    _guarded(debug, work)
+
+
+@app.command("lr-find")
+def lr_find_command(
+    target: Annotated[
+        str, typer.Argument(help="A training workload: file.py, file.py:function or zoo:NAME.")
+    ],
+    start_lr: Annotated[float, typer.Option("--start-lr", help="First rate of the sweep.")] = 1e-7,
+    end_lr: Annotated[float, typer.Option("--end-lr", help="Last rate of the sweep.")] = 10.0,
+    steps: Annotated[int, typer.Option("--steps", help="Steps in the sweep.")] = 100,
+    device: Device = "auto",
+    json: Annotated[
+        Path | None, typer.Option("--json", help="Also write the sweep as JSON to this file.")
+    ] = None,
+    debug: Debug = False,
+) -> None:
+    """Run a learning-rate range test on a copy of the model and suggest a learning rate."""
+    from rich.table import Table
+
+    from pinchpoint.lr_find import lr_find
+
+    def work() -> None:
+        workload = _load(target)
+        with (
+            _stderr().status("sweeping learning rates…") if _stderr().is_terminal else (_nothing())
+        ):
+            result = lr_find(workload, start_lr=start_lr, end_lr=end_lr, steps=steps, device=device)
+        table = Table(
+            box=None, pad_edge=False, show_header=True, title="LR range test", title_justify="left"
+        )
+        table.add_column("learning rate", justify="right")
+        table.add_column("loss (smoothed)", justify="right")
+        for i in range(0, len(result.lrs), max(1, len(result.lrs) // 12)):
+            table.add_row(f"{result.lrs[i]:.2e}", f"{result.smoothed[i]:.4g}")
+        _stdout().print(table)
+        if result.suggestion is not None:
+            _stdout().print(f"[bold]suggested learning rate: {result.suggestion:.3g}[/]")
+        else:
+            _stdout().print("[bold yellow]no learning rate made the loss fall[/]")
+        _stdout().print(escape(result.reason))
+        if json is not None:
+            _stderr().print(f"sweep written to {result.save(json)}")
 
     _guarded(debug, work)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from pinchpoint._profile import Profile
-from pinchpoint.analyzers import memory, overhead, phases, roofline, sync
+from pinchpoint.analyzers import memory, overhead, phases, roofline, sync, training
 from pinchpoint.finding import Finding, rank
 
 __all__ = ["DEFAULT_ANALYZERS", "Analyzer", "run_analyzers"]
@@ -27,6 +27,7 @@ DEFAULT_ANALYZERS: list[Analyzer] = [
     overhead.analyze,
     roofline.analyze,
     memory.analyze,
+    training.analyze,
 ]
 
 

@@ -53,6 +53,7 @@ from pinchpoint.recorders.flops import (
     estimate_from_tallies,
     flops_from_shapes,
 )
+from pinchpoint.recorders.health import HealthMonitor
 from pinchpoint.workload import first_batch_size
 
 __all__ = ["Recorder", "move_to_device", "sample_plan"]
@@ -171,6 +172,8 @@ class Recorder:
         clock: a clock to use instead of the device's (tests pass a FakeClock).
         name: the name the Profile carries.
         on_step: called with each :class:`Step` once it is recorded (progress bars).
+        health: record per-layer gradient norms and update ratios every step, and activation
+            statistics every ``activation_every`` steps (see :mod:`pinchpoint.recorders.health`).
     """
 
     def __init__(
@@ -184,6 +187,8 @@ class Recorder:
         clock: Clock | None = None,
         name: str | None = None,
         on_step: Callable[[Step], None] | None = None,
+        health: bool = True,
+        activation_every: int = 10,
     ) -> None:
         if warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {warmup}")
@@ -231,6 +236,9 @@ class Recorder:
         self._gradients_bytes: int | None = None
         self._cuda_start_allocated = 0
 
+        if activation_every < 1:
+            raise ValueError(f"activation_every must be >= 1, got {activation_every}")
+        self._health = HealthMonitor(model, activation_every) if health else None
         self._handles: list[Any] = [
             model.register_forward_pre_hook(self._on_forward_pre),
             model.register_forward_hook(self._on_forward_post),
@@ -291,6 +299,8 @@ class Recorder:
     def record_loss(self, loss: Any) -> None:
         """Keep this step's loss (read at the step's end, so it never forces a sync mid-step)."""
         self._loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
+        if self._health is not None and isinstance(loss, torch.Tensor) and loss.numel() == 1:
+            self._health.check_loss(self._loss)
 
     @property
     def step_index(self) -> int:
@@ -301,6 +311,15 @@ class Recorder:
     def sampled_steps(self) -> int:
         """How many steps after warm-up carry the heavier instruments."""
         return len(self._plan)
+
+    def steps_for(self, measured: int) -> int:
+        """How many steps to run in all for ``measured`` of them to count in statistics."""
+        total = count = 0
+        while count < measured:
+            if total >= self.warmup and self._sampled_label(total, self._plan.get(total)) is None:
+                count += 1
+            total += 1
+        return total
 
     def close(self) -> None:
         """Remove every hook from the model and optimizer and stop a running profiler."""
@@ -384,29 +403,42 @@ class Recorder:
             self._grad_order.append(id(param))
 
     def _on_optimizer_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        if self._in_step:
-            self._grad_norm = self._global_grad_norm()
+        if self._in_step and self._instrumented():
+            with self._uncounted():
+                self._grad_norm = self._global_grad_norm()
+                if self._health is not None:
+                    self._health.before_optimizer(self.step_index)
         self._mark("optimizer")
 
     def _on_optimizer_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._mark("other")
+        if self._in_step and self._health is not None and self._instrumented():
+            with self._uncounted():
+                self._health.after_optimizer()
 
-    def _global_grad_norm(self) -> Any:
-        if self.optimizer is None:
-            return None
-        grads = [
-            p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None
-        ]
-        if not grads:
-            return None
+    def _instrumented(self) -> bool:
+        """Whether this step carries the training instruments: not the profiler's steps, whose
+        operator table must show the user's work only."""
+        return self._plan.get(self.step_index) not in ("profiler-warmup", "operators")
+
+    @contextlib.contextmanager
+    def _uncounted(self) -> Iterator[None]:
+        """The recorder's own tensor work: kept out of the FLOP counter's tallies and autograd."""
         if self._counter is not None:
             self._counter.paused = True
         try:
             with torch.no_grad():
-                return torch.nn.utils.get_total_norm(grads, 2.0)
+                yield
         finally:
             if self._counter is not None:
                 self._counter.paused = False
+
+    def _global_grad_norm(self) -> Any:
+        """The global gradient norm (a tensor); per-layer norms go to the health monitor."""
+        if self._health is not None:
+            return self._health.grad_norms()
+        grads = [p.grad for p in self._params if p.grad is not None]
+        return torch.nn.utils.get_total_norm(grads, 2.0) if grads else None
 
     # ------------------------------------------------------------------------- step handling
 
@@ -423,6 +455,8 @@ class Recorder:
         if self.device.type == "cuda":
             self._cuda_start_allocated = torch.cuda.memory_allocated(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
+        if self._health is not None:
+            self._health.begin_step(self.step_index, self._samples_activations(self.step_index))
         self._in_step = True
         self._marks = []
         self._phase = "other"
@@ -448,11 +482,14 @@ class Recorder:
         self._stderr.stop()
 
     def _end_step(self) -> None:
-        if self._grad_norm is None and self.optimizer is None and self._saw_backward:
-            grads = [p.grad for p in self._params if p.grad is not None]
-            if grads:
-                with torch.no_grad():
-                    self._grad_norm = torch.nn.utils.get_total_norm(grads, 2.0)
+        if (
+            self._grad_norm is None
+            and self.optimizer is None
+            and self._saw_backward
+            and self._instrumented()
+        ):
+            with self._uncounted():
+                self._grad_norm = self._global_grad_norm()
         self._mark("end")
         self._in_step = False
         self._clock.wait()
@@ -466,17 +503,30 @@ class Recorder:
             wall_s=wall,
             phases=phases,
             warmup=index < self.warmup,
-            sampled="flops" if sample == "flops" else ("operators" if sample else None),
+            sampled=self._sampled_label(index, sample),
             samples=self._samples,
             loss=_to_float(self._loss),
             grad_norm=_to_float(self._grad_norm),
         )
         self.steps.append(step)
+        if self._health is not None:
+            self._health.end_step(index, step.loss, step.grad_norm)
         self._data_wait = 0.0
         self._keep_only_last_grad_hook()
         self._after_step(sample)
         if self.on_step is not None:
             self.on_step(step)
+
+    def _samples_activations(self, index: int) -> bool:
+        every = self._health.activation_every if self._health is not None else 0
+        return bool(every) and index % every == 0 and index not in self._plan
+
+    def _sampled_label(self, index: int, sample: str | None) -> str | None:
+        if sample == "flops":
+            return "flops"
+        if sample is not None:
+            return "operators"
+        return "activations" if self._samples_activations(index) else None
 
     def _split(self, wall: float) -> dict[str, float]:
         """Phase seconds from the marks; ``other`` takes what the named phases leave of ``wall``."""
@@ -724,6 +774,7 @@ class Recorder:
             machine=describe_machine(),
             environment=describe_environment(),
             optimizer=_optimizer_facts(self.optimizer),
+            health=self._health.result() if self._health is not None and training else None,
             operator_coverage=self._coverage,
             settings={
                 "warmup": self.warmup,

@@ -85,7 +85,7 @@ def profile(
         name=workload.name,
         on_step=on_step,
     )
-    total = warmup + recorder.sampled_steps + steps
+    total = recorder.steps_for(steps)
     # Start from a collected heap: a full collection of garbage left by loading the workload
     # would otherwise land in one of the measured steps.
     gc.collect()

@@ -211,3 +211,56 @@ register(
     "train",
     "pinchpoint.zoo.planted:activation_hog",
 )
+register(
+    "deep-sigmoid",
+    "digits MLP of 13 hidden Sigmoid layers 32 wide under SGD: the gradient dies on its way "
+    "back (planted: vanishing_gradients)",
+    "train",
+    "pinchpoint.zoo.health:deep_sigmoid",
+)
+register(
+    "bad-init",
+    "deep ReLU MLP whose Linear weights are drawn with std 1, 8x the Kaiming scale "
+    "(planted: exploding_gradients)",
+    "train",
+    "pinchpoint.zoo.health:bad_init",
+)
+register(
+    "lr-100x",
+    "digits MLP under Adam at lr 0.3, 100x the learning rate that trains it (planted: lr_too_high)",
+    "train",
+    "pinchpoint.zoo.health:lr_100x",
+)
+register(
+    "lr-1000x-low",
+    "digits MLP under SGD at lr 1e-4, 1/1000 of the learning rate that trains it "
+    "(planted: lr_too_low)",
+    "train",
+    "pinchpoint.zoo.health:lr_1000x_low",
+)
+register(
+    "dead-relu",
+    "digits MLP whose hidden ReLU biases are initialized to -0.75: nine units in ten never fire "
+    "(planted: dead_units)",
+    "train",
+    "pinchpoint.zoo.health:dead_relu",
+)
+register(
+    "saturated-tanh",
+    "Tanh MLP fed the raw, unstandardized breast-cancer features (planted: saturated_activations)",
+    "train",
+    "pinchpoint.zoo.health:saturated_tanh",
+)
+register(
+    "plateau",
+    "digits MLP fed images and labels shuffled independently: nothing to learn "
+    "(planted: loss_plateau)",
+    "train",
+    "pinchpoint.zoo.health:plateau",
+)
+register(
+    "healthy-mlp",
+    "digits MLP with ReLU, default init and Adam at lr 3e-3 (healthy control)",
+    "train",
+    "pinchpoint.zoo.health:healthy_mlp",
+)

@@ -1,0 +1,463 @@
+"""Training-method analyzers: why a model learns slowly or not at all.
+
+They read the Profile's loss series and its :class:`~pinchpoint._profile.Health` series. Every
+rule is relative, so it holds for SGD, momentum and Adam-family optimizers and across widths:
+
+- **loss trend**: a least-squares line through the loss over the run; its slope is judged by its
+  t-statistic against the loss's own noise. ``diverged`` when it becomes non-finite; ``unstable``
+  when it peaks at 3× its start or more (the overshoot of a too-large step, even if it settles
+  back); ``falling`` when t ≤ -3 and it ends below its start; ``rising`` when t ≥ 3 or it ends
+  above twice its start; else ``flat``.
+- **update size**: the update-to-weight ratio ``‖Δw‖/‖w‖`` per layer and step, summarised by its
+  geometric median. About 1e-3 is the healthy rule of thumb (Karpathy, "A Recipe for Training
+  Neural Networks"; CS231n) whatever the optimizer, since it measures the step the optimizer
+  actually took.
+- **gradient depth profile**: each layer's median gradient norm; the ratio of the first layer's
+  to the last's (layers in registration order, input to output).
+
+The rules, with each finding's importance:
+
+- ``lr_too_high`` (1.0): updates ≥ 3e-2 of the weights and the loss not falling; or an unstable
+  or diverged loss (or non-finite values) with updates ≥ 1e-2. It outranks the dead units and
+  NaNs a too-large step leaves behind: root cause over symptom.
+- ``nan_inf`` (0.95, or 1.0 alone): a non-finite loss, gradient or weight appeared; it ranks
+  below ``lr_too_high`` when that explains it.
+- ``exploding_gradients`` (0.9): in most weight-matrix layers the gradient is ten times the
+  weights it updates (``‖g‖/‖w‖ ≥ 10``; healthy training sits near 1e-2), or the gradient norm is
+  ≥ 10 and
+  either 10× larger at the first layer than at the last or grown 10× over the run.
+- ``dead_units`` (0.85): a ReLU layer with ≥ 50 % of its units outputting zero for the whole
+  batch (median over the sampled steps). High severity from 75 %, or when the loss is not
+  falling over a run long enough to tell (20 steps); below that a network that still learns only
+  wastes capacity: medium, importance 0.2.
+- ``saturated_activations`` (0.85): a sigmoid/tanh layer with ≥ 50 % of its outputs within 0.01
+  of its limits; graded like ``dead_units``.
+- ``vanishing_gradients`` (0.8): the first layer's gradient ≤ 1e-2 of the last's over ≥ 3
+  layers, falling with depth, and not explained by dead or saturated units (root cause over
+  symptom).
+- ``lr_too_low`` (0.8): even the layer that moves most moves ≤ 3e-5 of its weights per step, and
+  the loss is not falling (vanishing gradients leave only the early layers still).
+- ``loss_plateau`` (0.5): the loss flat although updates are of healthy size (3e-5 to 3e-2)
+  and nothing above explains it.
+
+"Not learning" is only judged over at least 20 recorded steps: a shorter run cannot tell a
+plateau from noise. ``lr_too_low``, ``loss_plateau``, the large-update branch of ``lr_too_high``
+and the high severity of dead or saturated units need that many; a loss that diverges or spikes
+is plain at any length.
+
+Importance takes the place of the runtime findings' saving share when ranking: a run that does
+not learn makes its speed moot, so these come before any runtime finding (but an over-budget
+memory finding, which stops the run, ties with the first).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from dataclasses import dataclass
+
+from pinchpoint._profile import Health, Profile
+from pinchpoint.finding import Finding, Remedy
+
+__all__ = ["LossTrend", "analyze", "loss_trend"]
+
+TREND_T = 3.0
+UNSTABLE_PEAK = 3.0
+GRADIENT_TO_WEIGHT = 10.0
+HIGH_UPDATE = 3e-2
+LOW_UPDATE = 3e-5
+EXPLODING_NORM = 10.0
+EXPLODING_RATIO = 10.0
+VANISHING_RATIO = 1e-2
+DEAD_SHARE = 0.5
+#: From this share of dead or saturated units (or whenever the loss is not falling) they are of
+#: high severity; below it a network that still learns only wastes capacity (medium).
+SEVERE_SHARE = 0.75
+#: Loss points needed before a flat loss is called a plateau or a too-small learning rate.
+MIN_TREND_POINTS = 20
+SATURATED_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class LossTrend:
+    """The loss over a run, in one word and the numbers behind it."""
+
+    kind: str  # falling, rising, flat, diverged
+    t_statistic: float
+    first: float
+    last: float
+    points: int
+
+
+def loss_trend(losses: list[float]) -> LossTrend | None:
+    """Classify the loss series (see the module docstring); None with fewer than 5 points."""
+    finite = []
+    for value in losses:
+        if not math.isfinite(value):
+            break
+        finite.append(value)
+    diverged = len(finite) < len(losses)
+    if len(finite) < 5:
+        if diverged:
+            return LossTrend("diverged", math.inf, losses[0], losses[-1], len(losses))
+        return None
+    n = len(finite)
+    xs = range(n)
+    mean_x, mean_y = (n - 1) / 2, statistics.fmean(finite)
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, finite, strict=True)) / sxx
+    residuals = [y - (mean_y + slope * (x - mean_x)) for x, y in zip(xs, finite, strict=True)]
+    resid_sd = math.sqrt(sum(r * r for r in residuals) / max(1, n - 2))
+    t = slope / (resid_sd / math.sqrt(sxx)) if resid_sd > 0 else math.copysign(math.inf, slope)
+    start, end = statistics.fmean(finite[:3]), statistics.fmean(finite[-3:])
+    if diverged:
+        kind = "diverged"
+    elif finite[0] > 0 and max(finite) >= UNSTABLE_PEAK * finite[0]:
+        kind = "unstable"
+    elif t <= -TREND_T and end < start:
+        kind = "falling"
+    elif t >= TREND_T or (start > 0 and end > 2 * start):
+        kind = "rising"
+    else:
+        kind = "flat"
+    return LossTrend(kind, t, finite[0], finite[-1], n)
+
+
+def _geometric_median(rows: list[list[float | None]]) -> float | None:
+    logs = sorted(math.log10(v) for row in rows for v in row if v is not None and v > 0)
+    return 10 ** statistics.median(logs) if logs else None
+
+
+def _layer_medians(rows: list[list[float | None]], columns: int) -> list[float | None]:
+    out: list[float | None] = []
+    for j in range(columns):
+        values = [row[j] for row in rows if j < len(row) and row[j] is not None]
+        finite = [v for v in values if v is not None and math.isfinite(v)]
+        out.append(statistics.median(finite) if finite else None)
+    return out
+
+
+def _worst(health: Health, matrix: list[list[float | None]], kind: str) -> tuple[str, float] | None:
+    medians = _layer_medians(matrix, len(health.activation_layers))
+    candidates = [
+        (name, m)
+        for name, family, m in zip(
+            health.activation_layers, health.activation_kinds, medians, strict=True
+        )
+        if m is not None and family in kind
+    ]
+    return max(candidates, key=lambda c: c[1]) if candidates else None
+
+
+def _finding(
+    kind: str,
+    importance: float,
+    summary: str,
+    evidence: dict[str, object],
+    remedies: list[tuple[str, str]],
+    severity: str = "high",
+) -> Finding:
+    return Finding(
+        kind=kind,
+        severity=severity,  # type: ignore[arg-type]
+        share=importance,
+        saving_share=importance,
+        summary=summary,
+        evidence=evidence,
+        remedies=[Remedy(name, why) for name, why in remedies],
+    )
+
+
+def analyze(profile: Profile) -> list[Finding]:
+    """Training-method findings for a training run (none for inference)."""
+    health = profile.health
+    losses = [s.loss for s in profile.steps if s.loss is not None]
+    if profile.mode != "train" or health is None or not losses:
+        return []
+    trend = loss_trend(losses)
+    update = _geometric_median(health.update_ratio)
+    # The layer that moves most: a too-small learning rate leaves even that one still, while
+    # vanishing gradients leave only the early layers still.
+    per_layer = [
+        _geometric_median([[row[j]] for row in health.update_ratio if j < len(row)])
+        for j in range(len(health.layers))
+    ]
+    fastest = max((u for u in per_layer if u is not None), default=None)
+    lr = (profile.optimizer or {}).get("lr")
+    learning = trend is not None and trend.kind == "falling"
+    long_enough = trend is not None and trend.points >= MIN_TREND_POINTS
+    base = {
+        "loss_trend": trend.kind if trend else None,
+        "loss_trend_t": trend.t_statistic if trend else None,
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "update_ratio": update,
+        "lr": lr,
+    }
+    findings: list[Finding] = []
+
+    nonfinite = health.nonfinite
+    unstable = trend is not None and trend.kind in ("unstable", "diverged")
+    lr_high = update is not None and (
+        (update >= HIGH_UPDATE and not learning and long_enough)
+        or (unstable and update >= HIGH_UPDATE / 3)
+    )
+    if lr_high or (nonfinite is not None and update is not None and update >= HIGH_UPDATE / 3):
+        findings.append(
+            _finding(
+                "lr_too_high",
+                1.0,
+                f"The learning rate overshoots: updates are {update:.1e} of the weights per step "
+                f"(healthy is about 1e-3) and the loss is {base['loss_trend']}.",
+                {
+                    **base,
+                    "threshold_update_ratio": HIGH_UPDATE,
+                    "nonfinite_step": nonfinite["step"] if nonfinite else None,
+                },
+                [
+                    (
+                        "lower_lr",
+                        "divide the learning rate by 10 and compare; an LR range test "
+                        "(pinchpoint lr-find) suggests a value",
+                    ),
+                    ("warmup", "a linear warm-up keeps the first, largest updates small"),
+                    ("grad_clipping", "clipping the gradient norm bounds each update"),
+                ],
+            )
+        )
+    if nonfinite is not None:
+        where = nonfinite.get("tensor") or nonfinite.get("first_nonfinite_output") or "the loss"
+        findings.append(
+            _finding(
+                "nan_inf",
+                0.95 if findings else 1.0,
+                f"Non-finite values appeared at step {nonfinite['step']} in the "
+                f"{nonfinite['in']} ({where}).",
+                {**base, **{f"nonfinite_{k}": v for k, v in nonfinite.items()}},
+                [
+                    ("lower_lr", "an overflow after a too-large update is the common cause"),
+                    ("grad_clipping", "bounds the update that overflows"),
+                    (
+                        "loss_scaling",
+                        "with fp16, dynamic loss scaling avoids overflow and underflow",
+                    ),
+                ],
+            )
+        )
+
+    medians = _layer_medians(health.grad_norm, len(health.layers))
+    present = [(name, m) for name, m in zip(health.layers, medians, strict=True) if m is not None]
+    norms = [
+        s.grad_norm for s in profile.steps if s.grad_norm is not None and math.isfinite(s.grad_norm)
+    ]
+    weights = [
+        math.sqrt(sum(w * w for w in row if w is not None and math.isfinite(w)))
+        for row in health.weight_norm
+    ]
+    if len(present) >= 2 and norms:
+        first, last = present[0][1], present[-1][1]
+        depth_ratio = first / last if last > 0 else math.inf
+        growth = norms[-1] / norms[0] if norms[0] > 0 else math.inf
+        median_norm = statistics.median(norms)
+        weight = statistics.median(weights) if weights else 0.0
+        to_weight = median_norm / weight if weight > 0 else None
+        layer_weights = _layer_medians(health.weight_norm, len(health.layers))
+        ndims = health.layer_ndim or [2] * len(health.layers)
+        # Weight matrices only: a bias or scale that starts near zero has a meaningless ratio.
+        layer_ratios = [
+            g / w
+            for g, w, ndim in zip(medians, layer_weights, ndims, strict=True)
+            if g is not None and w is not None and w > 0 and ndim >= 2
+        ]
+        # Most layers, not one: a single huge first-layer gradient is the mark of unscaled
+        # inputs (see saturated_activations), a network-wide one that of the initialisation.
+        large = bool(layer_ratios) and sum(r >= GRADIENT_TO_WEIGHT for r in layer_ratios) > (
+            len(layer_ratios) / 2
+        )
+        dead = _worst(health, health.dead_share, "relu")
+        saturated = _worst(health, health.saturated_share, "sigmoid tanh")
+        # Dead or saturated units make the surviving layers' gradients look large or lopsided;
+        # then only a network-wide gradient-to-weight excess counts as exploding.
+        units_explain = (dead is not None and dead[1] >= DEAD_SHARE) or (
+            saturated is not None and saturated[1] >= SATURATED_SHARE
+        )
+        if large or (
+            not units_explain
+            and median_norm >= EXPLODING_NORM
+            and (depth_ratio >= EXPLODING_RATIO or growth >= EXPLODING_RATIO)
+        ):
+            findings.append(
+                _finding(
+                    "exploding_gradients",
+                    0.9,
+                    f"Gradients explode: their norm ({median_norm:.3g}) is "
+                    f"{to_weight or 0:.3g}x that of the weights they update, and the first "
+                    f"layer's is {depth_ratio:.3g}x the last's.",
+                    {
+                        **base,
+                        "grad_norm_median": median_norm,
+                        "grad_to_weight_ratio": to_weight,
+                        "first_last_ratio": depth_ratio,
+                        "growth_over_run": growth,
+                        "first_layer": present[0][0],
+                        "last_layer": present[-1][0],
+                        "threshold_grad_to_weight": GRADIENT_TO_WEIGHT,
+                        "threshold_norm": EXPLODING_NORM,
+                    },
+                    [
+                        ("grad_clipping", "clip the global gradient norm (e.g. to 1.0)"),
+                        (
+                            "better_init",
+                            "Kaiming/Xavier initialisation keeps activations and "
+                            "gradients at unit scale through depth",
+                        ),
+                        ("normalization", "normalization layers rescale each layer's activations"),
+                        ("lower_lr", "a smaller step keeps a large gradient from diverging"),
+                    ],
+                )
+            )
+
+        if dead is not None and dead[1] >= DEAD_SHARE:
+            severe = dead[1] >= SEVERE_SHARE or (long_enough and not learning)
+            findings.append(
+                _finding(
+                    "dead_units",
+                    0.85 if severe else 0.2,
+                    f"{dead[1]:.0%} of the units of {dead[0]} output zero for every sample: they "
+                    "never learn.",
+                    {
+                        **base,
+                        "layer": dead[0],
+                        "dead_share": dead[1],
+                        "threshold_share": DEAD_SHARE,
+                    },
+                    [
+                        (
+                            "leaky_activation",
+                            "LeakyReLU or GELU keep a gradient for negative inputs",
+                        ),
+                        (
+                            "better_init",
+                            "zero or small positive biases and Kaiming initialisation "
+                            "start units in their active range",
+                        ),
+                        ("lower_lr", "large updates can push units into the dead zone"),
+                    ],
+                    severity="high" if severe else "medium",
+                )
+            )
+        if saturated is not None and saturated[1] >= SATURATED_SHARE:
+            severe = saturated[1] >= SEVERE_SHARE or (long_enough and not learning)
+            findings.append(
+                _finding(
+                    "saturated_activations",
+                    0.85 if severe else 0.2,
+                    f"{saturated[1]:.0%} of the outputs of {saturated[0]} sit at their limits, "
+                    "where "
+                    "their derivative is near zero.",
+                    {
+                        **base,
+                        "layer": saturated[0],
+                        "saturated_share": saturated[1],
+                        "threshold_share": SATURATED_SHARE,
+                    },
+                    [
+                        ("normalization", "normalize inputs and pre-activations to unit scale"),
+                        (
+                            "relu_activations",
+                            "ReLU-family activations do not saturate for positive inputs",
+                        ),
+                        (
+                            "input_scaling",
+                            "scale the inputs (e.g. to [0, 1] or zero mean, unit variance)",
+                        ),
+                    ],
+                    severity="high" if severe else "medium",
+                )
+            )
+        explained = any(f.kind in ("dead_units", "saturated_activations") for f in findings)
+        ordered = sum(1 for (_, a), (_, b) in itertools.pairwise(present) if a <= b)
+        falls_with_depth = ordered >= 0.6 * (len(present) - 1)
+        if (
+            len(present) >= 3
+            and depth_ratio <= VANISHING_RATIO
+            and falls_with_depth
+            and not explained
+        ):
+            findings.append(
+                _finding(
+                    "vanishing_gradients",
+                    0.8,
+                    f"Gradients vanish towards the input: the first layer's norm is "
+                    f"{depth_ratio:.1e} of the last's across {len(present)} layers.",
+                    {
+                        **base,
+                        "first_last_ratio": depth_ratio,
+                        "layers": len(present),
+                        "first_layer": present[0][0],
+                        "last_layer": present[-1][0],
+                        "threshold_ratio": VANISHING_RATIO,
+                    },
+                    [
+                        ("residual_connections", "skip connections carry the gradient past layers"),
+                        ("normalization", "normalization layers keep each layer's scale"),
+                        (
+                            "relu_activations",
+                            "ReLU-family derivatives are 1, sigmoid's at most 0.25",
+                        ),
+                        ("better_init", "Kaiming/Xavier initialisation preserves gradient scale"),
+                    ],
+                    severity="high" if depth_ratio <= VANISHING_RATIO / 10 else "medium",
+                )
+            )
+
+    if (
+        fastest is not None
+        and fastest <= LOW_UPDATE
+        and not learning
+        and long_enough
+        and not any(f.kind == "lr_too_high" for f in findings)
+    ):
+        findings.append(
+            _finding(
+                "lr_too_low",
+                0.8,
+                f"The learning rate is too small to move the weights: updates are {update:.1e} of "
+                "them per step (healthy is about 1e-3) and the loss is not falling.",
+                {**base, "threshold_update_ratio": LOW_UPDATE},
+                [
+                    (
+                        "higher_lr",
+                        "multiply the learning rate by 10 or more; pinchpoint lr-find "
+                        "suggests a value",
+                    ),
+                    ("lr_schedule", "a schedule with warm-up to a larger peak rate"),
+                ],
+            )
+        )
+    if (
+        not findings
+        and long_enough
+        and trend is not None
+        and trend.kind == "flat"
+        and update is not None
+        and LOW_UPDATE < update < HIGH_UPDATE
+    ):
+        findings.append(
+            _finding(
+                "loss_plateau",
+                0.5,
+                f"The loss is flat ({trend.first:.4g} to {trend.last:.4g}) although the weights "
+                f"move by {update:.1e} per step: learning has stalled for another reason.",
+                {**base},
+                [
+                    ("lr_schedule", "decay or restart the learning rate"),
+                    ("other_optimizer", "Adam-family optimizers escape flat regions SGD stalls in"),
+                    ("more_capacity", "a larger model can fit what a small one cannot"),
+                    ("check_data", "labels that do not depend on the inputs cannot be learned"),
+                ],
+                severity="medium",
+            )
+        )
+    return findings

@@ -1,16 +1,17 @@
 """Measure what the training-health tier costs on the zoo's training workloads.
 
 The always-on tier (per-layer gradient norms and update ratios every step, activation statistics
-every 10th step) is compared with phase timing alone. Two identical copies of a workload (same
+every 20th step) is compared with phase timing alone. Two identical copies of a workload (same
 seed) train side by side, one single step at a time, alternating which goes first: one under a
 ``Recorder(health=False)``, one under a ``Recorder(health=True)``. Both skip the sampled
 FLOP/profiler steps, which are not part of this tier. Printed per workload:
 
-- the ratio of the copies' total time over all pairs (activation-sampling steps included), the
-  figure the target applies to (issue 4: ≤ 1.03×);
-- the median of the pairwise ratios (an ordinary step);
-- the same method with health off on both copies, a control whose distance from 1 is the method's
-  own bias.
+- the amortised ratio, the figure the target applies to (issue 4: ≤ 1.03×): the pairs are split by
+  what the health copy's step carried (an ordinary step; an update-ratio step, every 5th; an
+  activation-statistics step, every 20th), each kind's median pairwise ratio is weighted by how
+  often that kind occurs. Medians keep a stray slow step (the machine's, not pinchpoint's) out;
+- the raw ratio of total times, which such strays move by a few percent either way;
+- the same with health off on both copies, a control whose distance from 1 is the method's bias.
 
     python benchmarks/health_overhead.py [--workloads digits-cnn tiny-gpt] [--pairs 200]
 """
@@ -40,7 +41,7 @@ def _timed_step(rec: Recorder, workload: Workload, batches: Iterator[Any]) -> fl
 
 
 def compare(name: str, pairs: int, health: bool) -> tuple[float, float]:
-    """Total-time and median pairwise ratios of a recorder with ``health`` against one without."""
+    """Amortised and total-time ratios of a recorder with ``health`` against one without."""
     base, other = zoo.get(name, seed=0), zoo.get(name, seed=0)
     base.model.train()
     other.model.train()
@@ -62,7 +63,21 @@ def compare(name: str, pairs: int, health: bool) -> tuple[float, float]:
     base_rec.close()
     other_rec.close()
     ratios = [o / b for o, b in zip(other_times, base_times, strict=True)]
-    return sum(other_times) / sum(base_times), statistics.median(ratios)
+    kinds: dict[str, list[float]] = {"ordinary": [], "updates": [], "activations": []}
+    for i, ratio in enumerate(ratios):
+        step = i + 5  # the five warm-up steps came first
+        monitor = other_rec._health
+        assert monitor is not None or not health
+        activation_every = monitor.activation_every if monitor is not None else 20
+        update_every = monitor.update_every if monitor is not None else 5
+        kind = (
+            "activations"
+            if step % activation_every == 0
+            else ("updates" if step % update_every == 0 else "ordinary")
+        )
+        kinds[kind].append(ratio)
+    amortised = sum(len(v) * statistics.median(v) for v in kinds.values() if v) / len(ratios)
+    return amortised, sum(other_times) / sum(base_times)
 
 
 def main() -> None:
@@ -72,12 +87,12 @@ def main() -> None:
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.pairs} pairs")
     for name in args.workloads:
-        control_total, control_median = compare(name, args.pairs, health=False)
-        total, median = compare(name, args.pairs, health=True)
-        verdict = "meets" if total <= 1.03 else "MISSES"
+        control, control_total = compare(name, args.pairs, health=False)
+        amortised, total = compare(name, args.pairs, health=True)
+        verdict = "meets" if amortised <= 1.03 else "MISSES"
         print(
-            f"  zoo:{name:<11} health on/off: total {total:.4f}x, median step {median:.4f}x; "
-            f"control off/off: total {control_total:.4f}x, median {control_median:.4f}x; "
+            f"  zoo:{name:<11} health on/off: amortised {amortised:.4f}x (raw total "
+            f"{total:.4f}x); control off/off: {control:.4f}x (raw {control_total:.4f}x); "
             f"target <= 1.03x: {verdict}"
         )
 

@@ -45,6 +45,21 @@ ACTIVATION_KINDS: dict[type, str] = {
     torch.nn.ELU: "smooth",
 }
 _SATURATION_MARGIN = 0.01
+_NAN = torch.tensor(float("nan"))
+
+
+def _to_numbers(stats: dict[str, list[Any]]) -> dict[str, list[float | None]]:
+    """Activation statistics as numbers (NaN marks a statistic that does not apply)."""
+    keys = list(stats)
+    slots = len(stats[keys[0]])
+    filled = [i for i in range(slots) if stats["mean"][i] is not None]
+    out: dict[str, list[float | None]] = {k: [None] * slots for k in keys}
+    if filled:
+        table = torch.stack([torch.stack([stats[k][i].float() for k in keys]) for i in filled])
+        for i, row in zip(filled, table.tolist(), strict=True):
+            for k, v in zip(keys, row, strict=True):
+                out[k][i] = None if math.isnan(v) else v
+    return out
 
 
 def _first_nonfinite(values: list[float]) -> int | None:
@@ -55,7 +70,7 @@ class HealthMonitor:
     """Collects the training-health series of one recorded run (see the module docstring)."""
 
     def __init__(
-        self, model: torch.nn.Module, activation_every: int = 10, update_every: int = 5
+        self, model: torch.nn.Module, activation_every: int = 20, update_every: int = 10
     ) -> None:
         self._model = model
         self.activation_every = activation_every
@@ -92,7 +107,7 @@ class HealthMonitor:
         self._before: list[torch.Tensor] | None = None
         self._pending_update: Any = None
         self._hooks: list[Any] = []
-        self._activation_stats: dict[str, list[float | None]] = {}
+        self._activation_stats: dict[str, list[Any]] = {}
         self._hunt_next = False
         self._hunted: str | None = None
         self._early: tuple[str, str | None] | None = None
@@ -125,7 +140,7 @@ class HealthMonitor:
         """
         if self.nonfinite is not None or loss.device.type != "cpu":
             return
-        if bool(torch.isfinite(loss).all()):
+        if math.isfinite(loss.item()):
             return
         with torch.no_grad():
             norms = [float(n) for n in torch._foreach_norm(self._params, 2.0)]
@@ -175,7 +190,7 @@ class HealthMonitor:
             handle.remove()
         self._hooks = []
         if self._activation_stats:
-            self.activation_rows.append(self._activation_stats)
+            self.activation_rows.append(_to_numbers(self._activation_stats))
             self._activation_stats = {}
         norms = self._pending_norms.tolist() if self._pending_norms is not None else None
         self._pending_norms = None
@@ -233,22 +248,23 @@ class HealthMonitor:
                 return
             if stats["mean"][slot] is not None:
                 return  # a module called twice in a step: its first call speaks for it
-            y = output.detach().float()
-            dead = saturated = None
+            y = output.detach()
+            dead = saturated = _NAN
             if kind == "relu" and y.dim() >= 2:
                 unit_dim = 1 if y.dim() in (4, 5) else y.dim() - 1
                 other = [d for d in range(y.dim()) if d != unit_dim]
-                dead = float((y.amax(dim=other) <= 0).float().mean())
+                alive = y.amax(dim=other) > 0
+                dead = 1 - alive.sum() / alive.numel()
             elif kind == "sigmoid":
-                saturated = float(
-                    ((y < _SATURATION_MARGIN) | (y > 1 - _SATURATION_MARGIN)).float().mean()
-                )
+                saturated = (y - 0.5).abs().gt(0.5 - _SATURATION_MARGIN).sum() / y.numel()
             elif kind == "tanh":
-                saturated = float((y.abs() > 1 - _SATURATION_MARGIN).float().mean())
+                saturated = y.abs().gt(1 - _SATURATION_MARGIN).sum() / y.numel()
+            std, mean = torch.std_mean(y) if y.numel() > 1 else (torch.zeros(()), y.mean())
+            # Kept as tensors: one conversion for the whole step, at its end.
             stats["dead"][slot] = dead
             stats["saturated"][slot] = saturated
-            stats["mean"][slot] = float(y.mean())
-            stats["std"][slot] = float(y.std()) if y.numel() > 1 else 0.0
+            stats["mean"][slot] = mean
+            stats["std"][slot] = std
 
         return hook
 

@@ -172,8 +172,9 @@ class Recorder:
         clock: a clock to use instead of the device's (tests pass a FakeClock).
         name: the name the Profile carries.
         on_step: called with each :class:`Step` once it is recorded (progress bars).
-        health: record per-layer gradient norms and update ratios every step, and activation
-            statistics every ``activation_every`` steps (see :mod:`pinchpoint.recorders.health`).
+        health: record per-layer gradient norms every step, update ratios every 10th step and
+            activation statistics every ``activation_every`` steps (see
+            :mod:`pinchpoint.recorders.health`).
     """
 
     def __init__(
@@ -188,7 +189,7 @@ class Recorder:
         name: str | None = None,
         on_step: Callable[[Step], None] | None = None,
         health: bool = True,
-        activation_every: int = 10,
+        activation_every: int = 20,
     ) -> None:
         if warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {warmup}")

@@ -33,14 +33,14 @@ workload's quality is its held-out accuracy (on the true labels, for ``plateau``
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional
 
 from pinchpoint.workload import Workload
 from pinchpoint.zoo import positive_int
+from pinchpoint.zoo._classify import batches, classifier, seeded
 
 __all__ = [
     "HEALTH_CONTROLS",
@@ -79,19 +79,10 @@ _SPLIT_SEED = 0
 _GOOD_ADAM_LR = 3e-3
 _GOOD_SGD_LR = 0.1
 
-_M = TypeVar("_M", bound=nn.Module)
 _Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 # --- shared pieces ------------------------------------------------------------------------------
-
-
-def _seeded(seed: int, factory: Callable[[], _M]) -> _M:
-    """A module built by ``factory`` with torch's global generator seeded, then restored."""
-    # fork_rng gives the caller back its random state: building a workload must not shift it.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return factory()
 
 
 def _split(features: Any, labels: Any) -> _Split:
@@ -116,69 +107,6 @@ def _digits() -> _Split:
     digits = load_digits()
     # Pixels are integers 0..16; dividing by 16 puts them in [0, 1], as a careful user would.
     return _split(digits.data / 16.0, digits.target)
-
-
-def _batches(
-    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Shuffled ``(x, y)`` batches made once, up front, all of ``batch_size`` samples.
-
-    The remainder is dropped so every step sees the same shape; with fewer samples than
-    ``batch_size`` there is a single batch of all of them.
-    """
-    order = torch.randperm(len(y), generator=generator)
-    full = len(y) // batch_size * batch_size or len(y)
-    return [
-        (x[idx].contiguous(), y[idx].contiguous())
-        for idx in order[:full].split(min(batch_size, full))
-    ]
-
-
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """The share of ``x`` that ``model`` classifies as ``y``, computed in eval mode."""
-    parameter = next(iter(model.parameters()))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            predicted = model(x.to(parameter.device, parameter.dtype)).argmax(dim=1).cpu()
-    finally:
-        model.train(was_training)
-    return float((predicted == y).float().mean())
-
-
-def _cross_entropy(model: Any, batch: Any) -> Any:
-    """Cross-entropy of the model's logits on an ``(inputs, labels)`` batch."""
-    x, y = batch
-    return functional.cross_entropy(model(x), y)
-
-
-def _classifier(
-    name: str,
-    model: nn.Module,
-    data: list[tuple[torch.Tensor, torch.Tensor]],
-    optimizer: torch.optim.Optimizer,
-    heldout: tuple[torch.Tensor, torch.Tensor],
-    description: str,
-) -> Workload:
-    """A training Workload on cross-entropy whose quality is held-out accuracy."""
-    test_x, test_y = heldout
-
-    def evaluate(model: Any) -> float:
-        """Accuracy, in [0, 1], on the held-out samples."""
-        return _accuracy(model, test_x, test_y)
-
-    return Workload(
-        model=model,
-        data=data,
-        loss=_cross_entropy,
-        optimizer=optimizer,
-        evaluate=evaluate,
-        name=name,
-        metric="accuracy",
-        greater_is_better=True,
-        description=description,
-    )
 
 
 def _mlp(
@@ -211,11 +139,11 @@ def _digits_workload(
     batch_size = positive_int(name, "batch_size", batch_size, _DEFAULT_BATCH)
     train_x, train_y, test_x, test_y = _digits()
     generator = torch.Generator().manual_seed(seed)
-    model = _seeded(seed, model_factory)
-    return _classifier(
+    model = seeded(seed, model_factory)
+    return classifier(
         name,
         model,
-        _batches(train_x, train_y, batch_size, generator),
+        batches(train_x, train_y, batch_size, generator),
         optimizer_factory(model),
         (test_x, test_y),
         description,
@@ -403,11 +331,11 @@ def saturated_tanh(*, seed: int = 0, batch_size: int | None = None) -> Workload:
     # The mistake: the raw features go in as they are, never standardized.
     train_x, train_y, test_x, test_y = _split(cancer.data, cancer.target)
     generator = torch.Generator().manual_seed(seed)
-    model = _seeded(seed, lambda: _mlp(30, (64,), 2, nn.Tanh))
-    return _classifier(
+    model = seeded(seed, lambda: _mlp(30, (64,), 2, nn.Tanh))
+    return classifier(
         name,
         model,
-        _batches(train_x, train_y, batch_size, generator),
+        batches(train_x, train_y, batch_size, generator),
         torch.optim.Adam(model.parameters(), lr=_GOOD_ADAM_LR),
         (test_x, test_y),
         "breast-cancer MLP 30-64-2 with Tanh fed the raw, unstandardized features (up to "
@@ -430,12 +358,12 @@ def _unpaired_batches(
     This is what zipping two shuffled loaders, one over the images and one over the labels,
     yields: every epoch pairs each image with a label drawn anew, unrelated to it.
     """
-    batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+    epochs_of_batches: list[tuple[torch.Tensor, torch.Tensor]] = []
     for _ in range(epochs):
-        images = _batches(x, y, batch_size, generator)
-        labels = _batches(x, y, batch_size, generator)
-        batches += [(xs, ys) for (xs, _), (_, ys) in zip(images, labels, strict=True)]
-    return batches
+        images = batches(x, y, batch_size, generator)
+        labels = batches(x, y, batch_size, generator)
+        epochs_of_batches += [(xs, ys) for (xs, _), (_, ys) in zip(images, labels, strict=True)]
+    return epochs_of_batches
 
 
 def plateau(*, seed: int = 0, batch_size: int | None = None) -> Workload:
@@ -456,8 +384,8 @@ def plateau(*, seed: int = 0, batch_size: int | None = None) -> Workload:
     batch_size = positive_int(name, "batch_size", batch_size, _DEFAULT_BATCH)
     train_x, train_y, test_x, test_y = _digits()
     generator = torch.Generator().manual_seed(seed)
-    model = _seeded(seed, digits_mlp)
-    return _classifier(
+    model = seeded(seed, digits_mlp)
+    return classifier(
         name,
         model,
         _unpaired_batches(train_x, train_y, batch_size, PLATEAU_EPOCHS, generator),

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,6 +38,7 @@ from torch.nn import functional
 
 from pinchpoint.workload import Workload
 from pinchpoint.zoo import positive_int
+from pinchpoint.zoo._classify import batches, classifier, seeded
 
 __all__ = [
     "ACTIVATION_HOG_BUDGET_BYTES",
@@ -66,18 +67,8 @@ PLANTED: dict[str, str] = {
 
 _MIB = 1 << 20
 
-_M = TypeVar("_M", bound=nn.Module)
-
 
 # --- shared pieces ------------------------------------------------------------------------------
-
-
-def _seeded(seed: int, factory: Callable[[], _M]) -> _M:
-    """A module built by ``factory`` with torch's global generator seeded, then restored."""
-    # fork_rng gives the caller back its random state: building a workload must not shift it.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return factory()
 
 
 def _teacher_data(
@@ -90,75 +81,6 @@ def _teacher_data(
     x = torch.randn(samples, features, generator=generator)
     y = (torch.tanh(x @ first) @ second).argmax(dim=1)
     return x, y
-
-
-def _batches(
-    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Shuffled ``(x, y)`` batches made once, up front, all of ``batch_size`` samples.
-
-    The remainder is dropped so every step sees the same shape; with fewer samples than
-    ``batch_size`` there is a single batch of all of them.
-    """
-    order = torch.randperm(len(y), generator=generator)
-    full = len(y) // batch_size * batch_size or len(y)
-    return [
-        (x[idx].contiguous(), y[idx].contiguous())
-        for idx in order[:full].split(min(batch_size, full))
-    ]
-
-
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> float:
-    """The share of ``x`` that ``model`` classifies as ``y``, in eval mode, in chunks."""
-    parameter = next(iter(model.parameters()))
-    was_training = model.training
-    model.eval()
-    correct = 0
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(y), chunk):
-                inputs = x[start : start + chunk].to(parameter.device, parameter.dtype)
-                predicted = model(inputs).argmax(dim=1).cpu()
-                correct += int((predicted == y[start : start + chunk]).sum())
-    finally:
-        model.train(was_training)
-    return correct / len(y)
-
-
-def _cross_entropy(model: Any, batch: Any) -> Any:
-    """Cross-entropy of the model's logits on an ``(inputs, labels)`` batch."""
-    x, y = batch
-    return functional.cross_entropy(model(x), y)
-
-
-def _classifier(
-    name: str,
-    model: nn.Module,
-    data: Any,
-    optimizer: torch.optim.Optimizer,
-    heldout: tuple[torch.Tensor, torch.Tensor],
-    description: str,
-    memory_budget_bytes: int | None = None,
-) -> Workload:
-    """A training Workload on cross-entropy whose quality is held-out accuracy."""
-    test_x, test_y = heldout
-
-    def evaluate(model: Any) -> float:
-        """Accuracy, in [0, 1], on the held-out samples."""
-        return _accuracy(model, test_x, test_y)
-
-    return Workload(
-        model=model,
-        data=data,
-        loss=_cross_entropy,
-        optimizer=optimizer,
-        evaluate=evaluate,
-        name=name,
-        metric="accuracy",
-        greater_is_better=True,
-        description=description,
-        memory_budget_bytes=memory_budget_bytes,
-    )
 
 
 # --- slow-collate: input_bound ------------------------------------------------------------------
@@ -221,7 +143,7 @@ def slow_collate(*, seed: int = 0, batch_size: int | None = None) -> Workload:
     train_idx, test_idx = train_test_split(
         list(range(len(labels))), test_size=0.2, stratify=digits.target, random_state=0
     )
-    model = _seeded(
+    model = seeded(
         seed,
         lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)),
     )
@@ -234,7 +156,7 @@ def slow_collate(*, seed: int = 0, batch_size: int | None = None) -> Workload:
         collate_fn=_jitter_collate(random.Random(seed)),
         num_workers=0,
     )
-    return _classifier(
+    return classifier(
         name,
         model,
         loader,
@@ -287,16 +209,16 @@ def tiny_layers(
     width, classes = 16, 4
     generator = torch.Generator().manual_seed(seed)
     x, y = _teacher_data(generator, 2048 + 512, width, classes)
-    model = _seeded(
+    model = seeded(
         seed,
         lambda: nn.Sequential(
             *(NarrowBlock(width) for _ in range(depth)), nn.Linear(width, classes)
         ),
     )
-    return _classifier(
+    return classifier(
         name,
         model,
-        _batches(x[:2048], y[:2048], batch_size, generator),
+        batches(x[:2048], y[:2048], batch_size, generator),
         torch.optim.SGD(model.parameters(), lr=0.02),
         (x[2048:], y[2048:]),
         f"{depth} residual blocks of RMSNorm+Linear(16,16)+SiLU trained at batch {batch_size}: "
@@ -326,7 +248,7 @@ def wide_mlp(*, seed: int = 0, batch_size: int | None = None, width: int | None 
     generator = torch.Generator().manual_seed(seed)
     train, test = 8 * batch_size, 1024
     x, y = _teacher_data(generator, train + test, features, classes)
-    model = _seeded(
+    model = seeded(
         seed,
         lambda: nn.Sequential(
             nn.Linear(features, width),
@@ -336,10 +258,10 @@ def wide_mlp(*, seed: int = 0, batch_size: int | None = None, width: int | None 
             nn.Linear(width, classes),
         ),
     )
-    return _classifier(
+    return classifier(
         name,
         model,
-        _batches(x[:train], y[:train], batch_size, generator),
+        batches(x[:train], y[:train], batch_size, generator),
         torch.optim.SGD(model.parameters(), lr=0.01),
         (x[train:], y[train:]),
         f"MLP {features}-{width}-{width}-{classes} trained in fp32 with SGD at batch "
@@ -397,7 +319,7 @@ def unfused_activations(
     tokens = positive_int(name, "tokens", tokens, 1024)
     features = 64
     generator = torch.Generator().manual_seed(seed)
-    model = _seeded(
+    model = seeded(
         seed,
         lambda: nn.Sequential(
             nn.Linear(features, features), HandWrittenLayerNorm(features), HandWrittenGELU()
@@ -489,7 +411,7 @@ def many_small_params(
     # Raw features in units from 1e-2 to 1e2: the reason a per-feature scale is worth learning.
     units = 10.0 ** torch.empty(features).uniform_(-2.0, 2.0, generator=generator)
     x = x * units
-    model = _seeded(
+    model = seeded(
         seed,
         lambda: nn.Sequential(
             PerFeatureAffine(features),
@@ -498,10 +420,10 @@ def many_small_params(
             nn.Linear(32, classes),
         ),
     )
-    return _classifier(
+    return classifier(
         name,
         model,
-        _batches(x[:train], y[:train], batch_size, generator),
+        batches(x[:train], y[:train], batch_size, generator),
         torch.optim.Adam(model.parameters(), lr=1e-3, foreach=False),
         (x[train:], y[train:]),
         f"tabular MLP with a separate scalar scale and shift Parameter for each of {features} "
@@ -536,7 +458,7 @@ def activation_hog(*, seed: int = 0, batch_size: int | None = None) -> Workload:
     generator = torch.Generator().manual_seed(seed)
     train, test = 2 * batch_size, 1024
     x, y = _teacher_data(generator, train + test, features, classes)
-    model = _seeded(
+    model = seeded(
         seed,
         lambda: nn.Sequential(
             nn.Linear(features, width),
@@ -551,10 +473,10 @@ def activation_hog(*, seed: int = 0, batch_size: int | None = None) -> Workload:
         ),
     )
     budget = ACTIVATION_HOG_BUDGET_BYTES
-    return _classifier(
+    return classifier(
         name,
         model,
-        _batches(x[:train], y[:train], batch_size, generator),
+        batches(x[:train], y[:train], batch_size, generator),
         torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
         (x[train:], y[train:]),
         f"MLP {features}-{width}-{bottleneck}-{width}-{classes} trained at batch {batch_size} in "

@@ -308,12 +308,9 @@ def _copy_for_sweep(workload: Workload, original: Any, target: Any) -> tuple[Any
         ) from exc
     # deepcopy keeps the order of parameters (and which ones are shared), so zip pairs them.
     twin = {id(p): q for p, q in zip(workload.model.parameters(), model.parameters(), strict=True)}
-    try:
-        model.to(target)
-    except Exception as exc:
-        raise WorkloadError(
-            f"workload {workload.name!r}: cannot move the model to {target}: {exc}"
-        ) from exc
+    from pinchpoint.recorders.run import move_model
+
+    move_model(workload.name, model, target)
     model.train(True)
     groups = []
     for group in original.param_groups:

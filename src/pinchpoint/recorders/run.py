@@ -18,7 +18,7 @@ from pinchpoint.errors import DeviceError, PinchpointError, WorkloadError
 from pinchpoint.recorders.recorder import Recorder
 from pinchpoint.workload import Workload, call_model
 
-__all__ = ["profile", "resolve_device"]
+__all__ = ["move_model", "profile", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -41,6 +41,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     elif resolved.type != "cpu":
         raise DeviceError(f"device {device!r} is not supported: use auto, cpu or cuda")
     return resolved
+
+
+def move_model(name: str, model: Any, target: torch.device) -> None:
+    """Move ``model`` to ``target`` in place; a WorkloadError naming the workload if it cannot."""
+    try:
+        model.to(target)
+    except Exception as exc:
+        raise WorkloadError(f"workload {name!r}: cannot move the model to {target}: {exc}") from exc
 
 
 def profile(
@@ -69,12 +77,7 @@ def profile(
     target = resolve_device(device)
     model = workload.model
     training = workload.mode == "train"
-    try:
-        model.to(target)
-    except Exception as exc:
-        raise WorkloadError(
-            f"workload {workload.name!r}: cannot move the model to {target}: {exc}"
-        ) from exc
+    move_model(workload.name, model, target)
     model.train(training)
     recorder = Recorder(
         model,

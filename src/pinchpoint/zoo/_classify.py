@@ -16,7 +16,7 @@ from torch.nn import functional
 
 from pinchpoint.workload import Workload
 
-__all__ = ["accuracy", "batches", "classifier", "cross_entropy", "seeded"]
+__all__ = ["accuracy", "batches", "classifier", "cross_entropy", "eval_forward", "seeded"]
 
 _M = TypeVar("_M", bound=nn.Module)
 
@@ -45,20 +45,29 @@ def batches(
     ]
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> float:
-    """The share of ``x`` that ``model`` classifies as ``y``, in eval mode, in chunks."""
+def eval_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's output for ``x`` in eval mode, on the CPU; the model's mode is restored.
+
+    ``x`` is moved to the model's device and dtype first, so an optimized (moved, converted)
+    model is judged on the same inputs as the original.
+    """
     parameter = next(iter(model.parameters()))
     was_training = model.training
     model.eval()
-    correct = 0
     try:
         with torch.inference_mode():
-            for start in range(0, len(y), chunk):
-                inputs = x[start : start + chunk].to(parameter.device, parameter.dtype)
-                predicted = model(inputs).argmax(dim=1).cpu()
-                correct += int((predicted == y[start : start + chunk]).sum())
+            out: torch.Tensor = model(x.to(parameter.device, parameter.dtype))
+            return out.cpu()
     finally:
         model.train(was_training)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> float:
+    """The share of ``x`` that ``model`` classifies as ``y``, in eval mode, in chunks."""
+    correct = 0
+    for start in range(0, len(y), chunk):
+        predicted = eval_forward(model, x[start : start + chunk]).argmax(dim=1)
+        correct += int((predicted == y[start : start + chunk]).sum())
     return correct / len(y)
 
 

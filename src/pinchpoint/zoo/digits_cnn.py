@@ -61,6 +61,8 @@ def build(*, seed: int = 0, batch_size: int | None = None, lr: float = DEFAULT_L
     from sklearn.model_selection import train_test_split
     from torch.utils.data import DataLoader, TensorDataset
 
+    from pinchpoint.zoo._classify import accuracy
+
     batch_size = positive_int(NAME, "batch_size", batch_size, DEFAULT_BATCH_SIZE)
     if not lr > 0:
         raise WorkloadError(f"zoo workload {NAME!r}: lr must be positive, not {lr!r}")
@@ -97,16 +99,7 @@ def build(*, seed: int = 0, batch_size: int | None = None, lr: float = DEFAULT_L
 
     def evaluate(model: Any) -> float:
         """Accuracy, in [0, 1], on the 360 held-out images."""
-        parameter = next(iter(model.parameters()))
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.inference_mode():
-                logits = model(test_x.to(parameter.device, parameter.dtype))
-                predicted = logits.argmax(dim=1).cpu()
-        finally:
-            model.train(was_training)
-        return float((predicted == test_y).float().mean())
+        return accuracy(model, test_x, test_y)
 
     return Workload(
         model=model,

@@ -38,7 +38,7 @@ from torch.nn import functional
 
 from pinchpoint.workload import Workload
 from pinchpoint.zoo import positive_int
-from pinchpoint.zoo._classify import batches, classifier, seeded
+from pinchpoint.zoo._classify import batches, classifier, eval_forward, seeded
 
 __all__ = [
     "ACTIVATION_HOG_BUDGET_BYTES",
@@ -344,14 +344,7 @@ def unfused_activations(
 
     def evaluate(model: Any) -> float:
         """Cosine similarity of the model's output with the fused reference (1.0: identical)."""
-        parameter = next(iter(model.parameters()))
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.inference_mode():
-                out = model(heldout.to(parameter.device, parameter.dtype)).flatten().cpu()
-        finally:
-            model.train(was_training)
+        out = eval_forward(model, heldout).flatten()
         return float(functional.cosine_similarity(out.double(), reference.double(), dim=0))
 
     return Workload(

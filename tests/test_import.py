@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pinchpoint
+
+TRACES = Path(__file__).parent / "data" / "traces"
 
 
 def _modules_after(code: str) -> set[str]:
@@ -34,6 +37,14 @@ def test_loading_a_saved_profile_does_not_load_torch(tmp_path) -> None:
     assert "torch" not in loaded
 
 
+def test_analysing_a_trace_does_not_load_torch() -> None:
+    loaded = _modules_after(
+        "import pinchpoint; a = pinchpoint.load_trace("
+        f"{str(TRACES / 'two_ranks_a')!r}, workers=1); pinchpoint.diagnose(a); a.to_json()"
+    )
+    assert "torch" not in loaded
+
+
 def test_public_api_is_pinned() -> None:
     assert set(pinchpoint.__all__) == {
         "KINDS",
@@ -48,9 +59,12 @@ def test_public_api_is_pinned() -> None:
         "ProfileFormatError",
         "Recorder",
         "Step",
+        "TraceAnalysis",
+        "TraceFormatError",
         "Workload",
         "WorkloadError",
         "__version__",
+        "load_trace",
         "profile",
     }
     for name in pinchpoint.__all__:

@@ -222,3 +222,15 @@ def test_bad_files_raise_one_clear_error(tmp_path: Path, content: bytes, message
 def test_missing_file() -> None:
     with pytest.raises(ProfileFormatError, match="no such file"):
         Profile.load("/nonexistent/run.json")
+
+
+def test_a_trace_profile_with_its_device_timeline_round_trips() -> None:
+    from pinchpoint.traces import load_trace
+
+    trace = Path(__file__).parent / "data" / "traces" / "a100_nccl_rank0.json.gz"
+    profile = load_trace(trace, workers=1).profiles()[0]
+    assert profile.device_timeline is not None
+    assert profile.device_timeline.kernels == 2516
+    again = Profile.from_json(profile.to_json())
+    assert again == profile
+    assert again.device_timeline == profile.device_timeline

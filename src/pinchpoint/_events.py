@@ -14,7 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["HostEvent", "OperatorRow", "covered_ns", "fold_events"]
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["HostEvent", "OperatorRow", "covered_ns", "fold_events", "self_ns"]
 
 
 class HostEvent(NamedTuple):
@@ -50,32 +53,82 @@ def fold_events(events: Iterable[HostEvent]) -> list[OperatorRow]:
     Rows come in order of first appearance in time. An event only partly inside another (which a
     well-formed trace never has) is treated as a sibling, not a child.
     """
-    by_thread: dict[int, list[HostEvent]] = {}
-    for event in events:
-        by_thread.setdefault(event.thread, []).append(event)
-
+    events = sorted(events, key=_start_then_longest)
+    if not events:
+        return []
+    threads = np.fromiter((e.thread for e in events), dtype=np.int64, count=len(events))
+    starts = np.fromiter((e.start_ns for e in events), dtype=np.int64, count=len(events))
+    durations = np.fromiter((e.duration_ns for e in events), dtype=np.int64, count=len(events))
+    own = self_ns(threads, starts, durations).tolist()
     rows: dict[tuple[str, str], OperatorRow] = {}
-    for thread_events in by_thread.values():
-        thread_events.sort(key=_start_then_longest)
-        child_ns = [0] * len(thread_events)
-        stack: list[tuple[int, int]] = []  # (end_ns, index) of the open events
-        for index, (_, _, start, duration, _, _) in enumerate(thread_events):
-            end = start + duration
-            while stack and stack[-1][0] <= start:
-                stack.pop()
-            if stack and end <= stack[-1][0]:
-                child_ns[stack[-1][1]] += duration
-            stack.append((end, index))
-        for event, children in zip(thread_events, child_ns, strict=True):
-            key = (event.name, repr(event.shapes))
-            row = rows.get(key)
-            if row is None:
-                shapes = [list(s) if isinstance(s, (list, tuple)) else s for s in event.shapes]
-                row = rows[key] = OperatorRow(event.name, shapes, list(event.dtypes))
-            row.count += 1
-            row.total_ns += event.duration_ns
-            row.self_ns += max(0, event.duration_ns - children)
+    for event, self_time in zip(events, own, strict=True):
+        key = (event.name, repr(event.shapes))
+        row = rows.get(key)
+        if row is None:
+            shapes = [list(s) if isinstance(s, (list, tuple)) else s for s in event.shapes]
+            row = rows[key] = OperatorRow(event.name, shapes, list(event.dtypes))
+        row.count += 1
+        row.total_ns += event.duration_ns
+        row.self_ns += self_time
     return list(rows.values())
+
+
+def self_ns(
+    threads: npt.NDArray[np.int64], starts: npt.NDArray[np.int64], durations: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Each event's duration less its direct children's, from how events nest on each thread.
+
+    Vectorised: per thread, events sorted by start (longest first at equal starts) get their
+    nesting depth from how many earlier events are still open at their start; the subtree of an
+    event is the run of later events on its thread until one is no deeper than it, and its
+    direct children are those one level deeper. Partly overlapping events (malformed traces)
+    never make a self time negative.
+    """
+    n = starts.size
+    out: npt.NDArray[np.int64] = np.array(durations, dtype=np.int64)
+    if n == 0:
+        return out
+    order = np.lexsort((-durations, starts, threads))
+    t, s, d = threads[order], starts[order], durations[order]
+    depth = np.zeros(n, dtype=np.int64)
+    bounds = np.flatnonzero(np.r_[True, t[1:] != t[:-1], True])
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        depth[lo:hi] = _depths(s[lo:hi], d[lo:hi])
+    child_total = np.zeros(n, dtype=np.int64)
+    first_of_thread = np.zeros(n, dtype=bool)
+    first_of_thread[bounds[:-1]] = True
+    for level in range(int(depth.max())):
+        parents = np.flatnonzero(depth == level)
+        kids = np.flatnonzero(depth == level + 1)
+        if kids.size == 0:
+            continue
+        stops = np.flatnonzero((depth <= level) | first_of_thread)
+        after = np.searchsorted(stops, parents, side="right")
+        subtree_end = np.where(after < stops.size, stops[np.minimum(after, stops.size - 1)], n)
+        csum = np.r_[0, np.cumsum(d[kids])]
+        first = np.searchsorted(kids, parents, side="right")
+        last = np.searchsorted(kids, subtree_end, side="left")
+        child_total[parents] = csum[last] - csum[first]
+    out[order] = np.maximum(d - child_total, 0)
+    return out
+
+
+def _depths(s: npt.NDArray[np.int64], d: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Nesting depth of one thread's events, sorted by start and then longest first."""
+    n = s.size
+    e = s + d
+    closed_any = np.searchsorted(np.sort(e), s, side="right")  # events ended by each start
+    # Zero-length events end at their own start; the ones sorted after an event (equal start,
+    # shorter) and the event itself are not "earlier events already closed".
+    zero = d == 0
+    zero_starts = s[zero]
+    z_hi = np.searchsorted(zero_starts, s, side="right")
+    z_lo = np.searchsorted(zero_starts, s, side="left")
+    zero_index = np.cumsum(zero) - 1
+    zeros_after = np.where(zero, z_hi - zero_index - 1, z_hi - z_lo)
+    closed_before = closed_any - zeros_after - zero
+    depth: npt.NDArray[np.int64] = np.maximum(np.arange(n) - closed_before, 0).astype(np.int64)
+    return depth
 
 
 def _start_then_longest(event: HostEvent) -> tuple[int, int]:

@@ -11,6 +11,8 @@ through JSON and give back an equal object):
 - :class:`FlopCount`: FLOPs of one step by phase, and the operators that could not be counted.
 - :class:`Memory`: parameters, gradients, optimizer state, activation peak, process memory.
 - :class:`Machine` and :class:`Environment`: where the run happened.
+- :class:`DeviceTimeline`: the device's busy, idle, compute and communication time, from a
+  trace's kernel timeline (imported traces; None for runs recorded without one).
 
 Statistics (medians, spread, shares) are derived on demand from the steps and are written to JSON
 under ``summary`` for readers of the file; ``from_dict`` ignores that key, so the file's numbers
@@ -34,6 +36,7 @@ from pinchpoint.errors import ProfileFormatError
 __all__ = [
     "PHASES",
     "SCHEMA",
+    "DeviceTimeline",
     "Environment",
     "FlopCount",
     "Health",
@@ -378,6 +381,51 @@ class Environment:
 
 
 @dataclass(frozen=True)
+class DeviceTimeline:
+    """What the device's kernel timeline shows, over the span Holistic Trace Analysis uses.
+
+    ``span_s`` runs from the first device event's start to the last one's end (in ``window``);
+    ``busy_s`` is the union of all device events in it, ``compute_s`` the union of computation
+    kernels, ``communication_s`` the union of communication kernels and
+    ``exposed_communication_s`` the part of it no computation kernel overlaps.
+    ``comm_comp_overlap`` is the overlapped share of communication time (None without any).
+    ``idle_causes`` splits the device's idle seconds by what the host was doing meanwhile:
+    ``data`` (waiting for a batch), ``optimizer``, ``sync`` (blocked in synchronising or copy
+    calls) and ``host`` (anything else: Python, framework and launch overhead).
+    ``idle_breakdown`` is HTA's per-stream split (host_wait, kernel_wait, other).
+    """
+
+    window: str = ""
+    span_s: float = 0.0
+    busy_s: float = 0.0
+    compute_s: float = 0.0
+    communication_s: float = 0.0
+    exposed_communication_s: float = 0.0
+    comm_comp_overlap: float | None = None
+    idle_causes: dict[str, float] = field(default_factory=dict)
+    idle_breakdown: dict[str, float] = field(default_factory=dict)
+    kernels: int = 0
+    kernel_median_s: float | None = None
+    launches_per_step: float | None = None
+    launch_median_s: float | None = None
+
+    @property
+    def idle_s(self) -> float:
+        """Seconds of the span in which no device event ran."""
+        return max(0.0, self.span_s - self.busy_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["idle_causes"] = dict(self.idle_causes)
+        d["idle_breakdown"] = dict(self.idle_breakdown)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeviceTimeline:
+        return cls(**_from_fields(cls, data))
+
+
+@dataclass(frozen=True)
 class PhaseStats:
     """Median and spread of one phase over the measured steps, in seconds and as a share."""
 
@@ -439,6 +487,8 @@ class Profile:
         optimizer: the optimizer's facts (``type``, ``param_tensors``, ``params``, ``foreach``,
             ``fused``, ``lr``), None for inference.
         health: per-layer training-health series (training runs), see :class:`Health`.
+        device_timeline: the device's kernel timeline (imported traces), see
+            :class:`DeviceTimeline`.
         operator_coverage: of the profiled step's host time (``wall_s``, its batch wait left
             out), how much ran inside some operator or annotation (``covered_s``; the rest is
             Python and framework machinery between operators), and how much of it, with how
@@ -460,6 +510,7 @@ class Profile:
     optimizer: dict[str, Any] | None = None
     operator_coverage: dict[str, float] | None = None
     health: Health | None = None
+    device_timeline: DeviceTimeline | None = None
     created: str = ""
 
     @property
@@ -534,6 +585,9 @@ class Profile:
             "flops": self.flops.to_dict() if self.flops is not None else None,
             "memory": self.memory.to_dict(),
             "health": self.health.to_dict() if self.health is not None else None,
+            "device_timeline": (
+                self.device_timeline.to_dict() if self.device_timeline is not None else None
+            ),
             "modules": [m.to_dict() for m in self.modules],
             "operators": [o.to_dict() for o in self.operators],
         }
@@ -568,6 +622,11 @@ class Profile:
                 memory=Memory.from_dict(data.get("memory", {})),
                 modules=[ModuleStat.from_dict(m) for m in data.get("modules", [])],
                 health=Health.from_dict(data["health"]) if data.get("health") else None,
+                device_timeline=(
+                    DeviceTimeline.from_dict(data["device_timeline"])
+                    if data.get("device_timeline")
+                    else None
+                ),
                 operators=[Operator.from_dict(o) for o in data.get("operators", [])],
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

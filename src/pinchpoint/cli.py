@@ -171,7 +171,8 @@ def diagnose_command(
     target: Annotated[
         str,
         typer.Argument(
-            help="file.py, file.py:function, zoo:NAME, or a saved profile/diagnosis .json."
+            help="file.py, file.py:function, zoo:NAME, a saved profile/diagnosis .json, or a "
+            "profiler trace (.json, .json.gz, or a folder of per-rank files)."
         ),
     ],
     steps: Steps = 20,
@@ -195,8 +196,9 @@ def diagnose_command(
     def work() -> None:
         loaded = _load(target, profiles=True)
         from pinchpoint._profile import Profile
+        from pinchpoint.traces import TraceAnalysis
 
-        if not isinstance(loaded, Profile):
+        if not isinstance(loaded, (Profile, TraceAnalysis)):
             loaded = _record(loaded, steps, warmup, device, what="diagnosing")
         with (
             _stderr().status("calibrating this machine (once)…")
@@ -207,6 +209,39 @@ def diagnose_command(
         _stdout().print(render_diagnosis(result))
         if json is not None:
             _stderr().print(f"diagnosis written to {result.save(json)}")
+
+    _guarded(debug, work)
+
+
+@app.command("trace")
+def trace_command(
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="A PyTorch profiler (Kineto) trace, .json or .json.gz, or a folder of per-rank "
+            "trace files."
+        ),
+    ],
+    json: Annotated[
+        Path | None, typer.Option("--json", help="Also write the analysis as JSON to this file.")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Processes for the ranks (default: one per core)."),
+    ] = None,
+    debug: Debug = False,
+) -> None:
+    """Analyse profiler traces: GPU time breakdown, kernels, steps, stragglers, findings."""
+    from pinchpoint.renderers.terminal import render_trace
+    from pinchpoint.traces import load_trace
+
+    def work() -> None:
+        console = _stderr()
+        with console.status(f"analysing {path}…") if console.is_terminal else _nothing():
+            analysis = load_trace(path, workers=workers)
+        _stdout().print(render_trace(analysis))
+        if json is not None:
+            _stderr().print(f"trace analysis written to {analysis.save(json)}")
 
     _guarded(debug, work)
 

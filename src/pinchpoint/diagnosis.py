@@ -18,7 +18,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -27,9 +27,11 @@ from pinchpoint._profile import Profile, Step
 from pinchpoint.analyzers import Analyzer, run_analyzers
 from pinchpoint.errors import ProfileFormatError
 from pinchpoint.finding import Finding
-from pinchpoint.machine.facts import describe_machine
 from pinchpoint.roofline import achieved_fraction, module_points, operator_points
 from pinchpoint.workload import Workload
+
+if TYPE_CHECKING:
+    from pinchpoint.traces import TraceAnalysis
 
 __all__ = ["SCHEMA", "Diagnosis", "diagnose", "roofline_summary"]
 
@@ -119,6 +121,8 @@ def roofline_summary(profile: Profile) -> dict[str, Any]:
 
 
 def _same_machine(profile: Profile) -> bool:
+    from pinchpoint.machine.facts import describe_machine
+
     here = describe_machine()
     there = profile.machine
     return (there.cpu_model, there.cores_logical) == (here.cpu_model, here.cores_logical)
@@ -135,8 +139,26 @@ def _with_peaks(profile: Profile, device: str) -> Profile:
     return profile
 
 
+def _reanalysed(analysis: TraceAnalysis, analyzers: Iterable[Analyzer]) -> TraceAnalysis:
+    from pinchpoint.traces import combine
+
+    return combine(analysis.ranks, source=analysis.source, analyzers=analyzers)
+
+
+def _principal_profile(analysis: TraceAnalysis) -> Profile:
+    """The Profile of the rank the principal finding came from (the first rank otherwise)."""
+    profiles = analysis.profiles()
+    principal = analysis.principal
+    if principal is not None:
+        wanted = principal.evidence.get("rank")
+        for summary, profile in zip(analysis.ranks, profiles, strict=True):
+            if summary["rank"] == wanted:
+                return profile
+    return profiles[0]
+
+
 def diagnose(
-    target: Workload | Profile,
+    target: Workload | Profile | TraceAnalysis,
     *,
     steps: int = 20,
     warmup: int = 3,
@@ -146,15 +168,26 @@ def diagnose(
     on_step: Callable[[Step], None] | None = None,
     name: str | None = None,
 ) -> Diagnosis:
-    """Diagnose a Workload (recorded first) or a saved Profile.
+    """Diagnose a Workload (recorded first), a saved Profile or an analysed trace.
 
     Args:
-        target: what to diagnose.
+        target: what to diagnose (a :class:`~pinchpoint.traces.TraceAnalysis` from
+            :func:`pinchpoint.load_trace` keeps the findings of its ranks).
         steps, warmup, device, on_step: how to record a Workload (see :func:`pinchpoint.profile`).
         memory_budget_bytes: the memory the run must fit in, overriding the workload's own.
         analyzers: the analyzers to run instead of the default list.
         name: the target's name in the output (a file path, ``zoo:NAME``); default: its name.
     """
+    from pinchpoint.traces import TraceAnalysis
+
+    if isinstance(target, TraceAnalysis):
+        # A trace's findings come from its own ranks: the machine it ran on is not this one.
+        chosen = target if analyzers is None else _reanalysed(target, analyzers)
+        return Diagnosis(
+            target=name or target.source,
+            profile=_principal_profile(chosen),
+            findings=list(chosen.findings),
+        )
     if isinstance(target, Workload):
         from pinchpoint.recorders import profile as record
 
@@ -163,7 +196,10 @@ def diagnose(
         # Peaks and a budget are added below: work on a copy, never on the caller's Profile.
         profile = dataclasses.replace(target, settings=dict(target.settings))
     else:
-        raise TypeError(f"diagnose() takes a Workload or a Profile, not {type(target).__name__}")
+        raise TypeError(
+            "diagnose() takes a Workload, a Profile or a TraceAnalysis, "
+            f"not {type(target).__name__}"
+        )
     if memory_budget_bytes is not None:
         if memory_budget_bytes <= 0:
             raise ValueError("memory_budget_bytes must be positive")

@@ -6,7 +6,13 @@ one line and exits with status 2. Anything else escaping is a bug in pinchpoint.
 
 from __future__ import annotations
 
-__all__ = ["DeviceError", "PinchpointError", "ProfileFormatError", "WorkloadError"]
+__all__ = [
+    "DeviceError",
+    "PinchpointError",
+    "ProfileFormatError",
+    "TraceFormatError",
+    "WorkloadError",
+]
 
 
 class PinchpointError(Exception):
@@ -23,3 +29,7 @@ class DeviceError(PinchpointError):
 
 class ProfileFormatError(PinchpointError):
     """A file is not a Profile pinchpoint can read (wrong schema, broken JSON)."""
+
+
+class TraceFormatError(PinchpointError):
+    """A file or folder holds no profiler trace pinchpoint can read."""

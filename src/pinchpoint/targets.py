@@ -1,7 +1,8 @@
 """Turn what a user names on the command line into a Workload.
 
 A target is ``zoo:NAME`` (a built-in workload), ``path/to/file.py`` (its function ``workload``),
-``path/to/file.py:function``, or (for diagnosis) a saved profile or diagnosis ``.json``. The
+``path/to/file.py:function``, or (for diagnosis) a saved profile or diagnosis ``.json`` or a
+profiler trace (a ``.json``/``.json.gz`` file or a folder of per-rank files). The
 file is run the way Python runs a script: its folder goes first on ``sys.path`` so it can import
 its neighbours. Every failure becomes a one-line WorkloadError.
 """
@@ -11,14 +12,17 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pinchpoint._io import read_json
 from pinchpoint._profile import Profile
 from pinchpoint.errors import PinchpointError, WorkloadError
 from pinchpoint.workload import Workload
 
-__all__ = ["DEFAULT_FUNCTION", "load_target", "load_workload", "split_target"]
+if TYPE_CHECKING:
+    from pinchpoint.traces import TraceAnalysis
+
+__all__ = ["DEFAULT_FUNCTION", "is_trace", "load_target", "load_workload", "split_target"]
 
 #: The function a workload file is expected to define when the target names none.
 DEFAULT_FUNCTION = "workload"
@@ -81,11 +85,40 @@ def load_workload(target: str, **options: Any) -> Workload:
     return result
 
 
-def load_target(target: str, **options: Any) -> Workload | Profile:
-    """A Workload, or a Profile when ``target`` is a saved profile or diagnosis (``.json``)."""
+def load_target(target: str, **options: Any) -> Workload | Profile | TraceAnalysis:
+    """A Workload; a Profile for a saved profile or diagnosis (``.json``); a TraceAnalysis
+    for a profiler trace file (``.json``, ``.json.gz``) or a folder of them."""
+    if is_trace(target):
+        from pinchpoint.traces import load_trace
+
+        return load_trace(target)
     if target.endswith(".json") and not target.startswith("zoo:"):
         return load_profile_json(target)
     return load_workload(target, **options)
+
+
+def is_trace(target: str) -> bool:
+    """Whether ``target`` names a profiler trace: a folder, a ``.json.gz``, or a ``.json`` with
+    a ``traceEvents`` array (or a bare array of events) that is not one of pinchpoint's own
+    files (those carry a ``pinchpoint.`` schema up front)."""
+    if target.startswith("zoo:"):
+        return False
+    path = Path(target)
+    if path.is_dir():
+        return True
+    name = path.name.lower()
+    if name.endswith(".json.gz"):
+        return True
+    if not name.endswith(".json") or not path.is_file():
+        return False
+    try:
+        with path.open("rb") as f:
+            head = f.read(1 << 20)  # Kineto's metadata before traceEvents can run to kilobytes
+    except OSError:
+        return False
+    if b'"pinchpoint.' in head[:4096]:
+        return False
+    return head.lstrip()[:1] == b"[" or b'"traceEvents"' in head
 
 
 def load_profile_json(path: str) -> Profile:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from pinchpoint._profile import Profile
-from pinchpoint.analyzers import memory, overhead, phases, roofline, sync, training
+from pinchpoint.analyzers import device, memory, overhead, phases, roofline, sync, training
 from pinchpoint.finding import Finding, rank
 
 __all__ = ["DEFAULT_ANALYZERS", "Analyzer", "run_analyzers"]
@@ -25,6 +25,8 @@ DEFAULT_ANALYZERS: list[Analyzer] = [
     phases.analyze_optimizer,
     sync.analyze,
     overhead.analyze,
+    device.analyze_launch,
+    device.analyze_communication,
     roofline.analyze,
     memory.analyze,
     training.analyze,

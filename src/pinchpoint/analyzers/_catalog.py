@@ -55,6 +55,17 @@ _CATALOG: dict[str, str] = {
     "optimizer_state_sharding": "shard optimizer state across ranks (ZeRO/FSDP) or use an "
     "8-bit optimizer",
     "offload": "offload parameters or optimizer state to host memory",
+    "gradient_bucketing": "tune DistributedDataParallel's bucket_cap_mb so all-reduces start "
+    "while backward still runs and overlap it",
+    "no_sync_accumulation": "accumulate gradients over several micro-batches under no_sync() "
+    "and all-reduce once",
+    "gradient_compression": "a bf16/fp16 compression communication hook halves the bytes each "
+    "all-reduce moves",
+    "rebalance_data": "give every rank equal work: balance sample lengths or shard sizes across "
+    "ranks",
+    "check_slow_host": "check the slow rank's host: other jobs, thermal throttling, a slower "
+    "device or link",
+    "pin_threads": "pin each rank's threads to its own cores so ranks do not compete",
 }
 
 

@@ -9,6 +9,7 @@ from pinchpoint.renderers.terminal import (
     format_seconds,
     render_diagnosis,
     render_profile,
+    render_trace,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "format_seconds",
     "render_diagnosis",
     "render_profile",
+    "render_trace",
 ]

@@ -6,7 +6,7 @@ only chooses what to show and how to format it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.markup import escape
@@ -19,6 +19,9 @@ from pinchpoint._profile import Profile
 from pinchpoint.diagnosis import Diagnosis
 from pinchpoint.finding import Finding
 
+if TYPE_CHECKING:
+    from pinchpoint.traces import TraceAnalysis
+
 __all__ = [
     "format_bytes",
     "format_count",
@@ -26,6 +29,7 @@ __all__ = [
     "format_seconds",
     "render_diagnosis",
     "render_profile",
+    "render_trace",
 ]
 
 _BAR_WIDTH = 20
@@ -288,4 +292,77 @@ def render_diagnosis(diagnosis: Diagnosis) -> RenderableType:
             line.append(f"; model FLOPs utilisation {roof['model_flops_utilization']:.1%}")
         parts.extend([Text(""), line])
     title = f"[bold]diagnosis[/] · {escape(diagnosis.target)} · {escape(diagnosis.profile.mode)}"
+    return Panel(Group(*parts), title=title, title_align="left")
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _rank_table(analysis: TraceAnalysis) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("rank", "device", "steps", "step", "idle", "compute", "non-compute"):
+        table.add_column(column, justify="left" if column == "device" else "right")
+    table.add_column("overlap", justify="right")
+    table.add_column("exposed comm", justify="right")
+    for summary, profile in zip(analysis.ranks, analysis.profiles(), strict=True):
+        gpu = summary.get("gpu") or {}
+        device = summary["device"]
+        label = device.get("name") or device.get("kind", "cpu")
+        table.add_row(
+            str(summary["rank"]),
+            escape(str(label)),
+            str(len(summary["steps"])),
+            format_seconds(profile.step_time_s),
+            _pct(gpu.get("idle_share")),
+            _pct(gpu.get("compute_share")),
+            _pct(gpu.get("non_compute_share")),
+            _pct(gpu.get("comm_comp_overlap")),
+            _pct(gpu.get("exposed_communication_share")),
+        )
+    return table
+
+
+def render_trace(analysis: TraceAnalysis) -> RenderableType:
+    """One screen for a trace: the verdict, the ranks side by side, stragglers, findings."""
+    principal = analysis.principal
+    verdict = Text()
+    if principal is not None and principal.severity == "high":
+        verdict.append("Principal bottleneck: ", style="bold")
+        verdict.append(principal.kind, style="bold red")
+        verdict.append(f" — {principal.summary}")
+    else:
+        verdict.append("Healthy: ", style="bold green")
+        verdict.append("no high-severity bottleneck was found.")
+        if principal is not None:
+            verdict.append(f" The largest remaining opportunity is {principal.kind}.")
+    parts: list[RenderableType] = [verdict, Text(""), _rank_table(analysis)]
+    report = analysis.stragglers
+    if report is not None:
+        line = Text("Stragglers: ", style="bold")
+        if report.stragglers:
+            line.append(
+                ", ".join(
+                    f"rank {s.rank} (+{s.excess_share:.0%}, confidence {s.confidence:.1%})"
+                    for s in report.stragglers
+                )
+            )
+        else:
+            line.append("none. ")
+        line.append(f" {report.note}")
+        parts.extend([Text(""), line])
+    for i, finding in enumerate(analysis.findings, start=1):
+        parts.append(Text(""))
+        parts.append(_finding_block(i, finding))
+    issues = list(analysis.issues) + [
+        f"rank {r['rank']}: {issue}" for r in analysis.ranks for issue in r.get("issues", [])
+    ]
+    if issues:
+        parts.append(Text(""))
+        parts.append(Text("Reduced confidence: the input had problems", style="bold yellow"))
+        parts.extend(Text(f"  • {issue}") for issue in issues[:12])
+        if len(issues) > 12:
+            parts.append(Text(f"  … and {len(issues) - 12} more (see the JSON)"))
+    ranks = len(analysis.ranks)
+    title = f"[bold]trace[/] · {escape(analysis.source)} · {ranks} rank{'s' * (ranks != 1)}"
     return Panel(Group(*parts), title=title, title_align="left")

@@ -1,0 +1,94 @@
+"""Interval arithmetic on numpy arrays: merge, measure, intersect, subtract, clip.
+
+An interval set is a pair of int64 arrays ``(starts, ends)``, sorted, non-overlapping and
+non-empty once merged. Every function is vectorised: a rank's hundred thousand kernels merge in a
+few milliseconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "Intervals",
+    "clip",
+    "covered",
+    "intersect",
+    "length",
+    "merge",
+    "subtract",
+]
+
+Array = npt.NDArray[np.int64]
+Intervals = tuple[Array, Array]
+
+
+def merge(starts: Array, ends: Array) -> Intervals:
+    """The union of the intervals ``[starts[i], ends[i])`` as sorted disjoint intervals."""
+    if starts.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    order = np.argsort(starts, kind="stable")
+    s = starts[order]
+    e = ends[order]
+    running_end = np.maximum.accumulate(e)
+    # A new group starts where an interval begins after every earlier one has ended.
+    new_group = np.empty(s.size, dtype=bool)
+    new_group[0] = True
+    new_group[1:] = s[1:] > running_end[:-1]
+    group_starts = s[new_group]
+    last_of_group = np.flatnonzero(np.r_[new_group[1:], True])
+    group_ends = running_end[last_of_group]
+    keep = group_ends > group_starts
+    return group_starts[keep], group_ends[keep]
+
+
+def length(intervals: Intervals) -> int:
+    """Total length of a merged interval set."""
+    s, e = intervals
+    return int((e - s).sum())
+
+
+def intersect(a: Intervals, b: Intervals) -> Intervals:
+    """The intersection of two merged interval sets."""
+    a_s, a_e = a
+    b_s, b_e = b
+    if a_s.size == 0 or b_s.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    # Every boundary; a piece between consecutive boundaries is in both sets or not.
+    points = np.sort(np.concatenate([a_s, a_e, b_s, b_e]))
+    lo, hi = points[:-1], points[1:]
+    inside = covered(a, lo) & covered(b, lo) & (hi > lo)
+    return merge(lo[inside], hi[inside])
+
+
+def subtract(a: Intervals, b: Intervals) -> Intervals:
+    """The parts of merged set ``a`` outside merged set ``b``."""
+    a_s, a_e = a
+    if a_s.size == 0 or b[0].size == 0:
+        return a
+    points = np.sort(np.concatenate([a_s, a_e, b[0], b[1]]))
+    lo, hi = points[:-1], points[1:]
+    inside = covered(a, lo) & ~covered(b, lo) & (hi > lo)
+    return merge(lo[inside], hi[inside])
+
+
+def clip(intervals: Intervals, lo: int, hi: int) -> Intervals:
+    """A merged set cut to the window ``[lo, hi)``."""
+    s, e = intervals
+    s2 = np.maximum(s, lo)
+    e2 = np.minimum(e, hi)
+    keep = e2 > s2
+    return s2[keep], e2[keep]
+
+
+def covered(intervals: Intervals, points: Array) -> npt.NDArray[np.bool_]:
+    """For each point, whether it lies in ``[start, end)`` of some interval of a merged set."""
+    s, e = intervals
+    if s.size == 0:
+        return np.zeros(points.shape, dtype=bool)
+    idx = np.searchsorted(s, points, side="right") - 1
+    ok = idx >= 0
+    result = np.zeros(points.shape, dtype=bool)
+    result[ok] = points[ok] < e[idx[ok]]
+    return result

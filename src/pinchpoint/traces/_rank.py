@@ -1,0 +1,646 @@
+"""Analyse one rank's trace into a small JSON-ready summary (the "map" of trace analysis).
+
+:func:`summarize_rank` reads an :class:`~pinchpoint.traces._parse.EventTable` and returns plain
+data (dicts, lists, numbers): the device timeline with Holistic Trace Analysis' definitions, the
+host-side steps and their phases, launch and sync statistics, and per-kernel and per-operator
+totals keyed by name for later comparisons. Cross-rank analyses read only these summaries.
+
+Definitions (the README repeats them):
+
+- **Device events** are kernels, memory copies and sets, and device-side syncs on a stream
+  (``args.stream`` ≥ 0). As HTA does, when the trace has two or more ``ProfilerStep`` spans the
+  last one is left out (it is usually cut short when the profiler stops): only device events
+  launched (matched by correlation id) by host events that start before the last step does count.
+- **Span**: from the first device event's start to the last one's end in that window.
+  ``idle_share`` = span minus the union of all device events, over the span; ``compute_share`` =
+  the union of computation kernels over the span; ``non_compute_share`` = the rest.
+- **Kernel kinds**: communication (``nccl…Kernel``), memory (``Memcpy…``, ``Memset…``, ``dma…``
+  or the copy and set categories), sync (device-side sync events) and computation (all others).
+- **Communication/computation overlap**: the time communication and computation kernels run
+  together over the union of communication time (HTA's ``comm_comp_overlap``).
+- **Idle breakdown** per stream (HTA's): the gap before a kernel is ``host_wait`` when the kernel
+  was launched after the previous one on its stream ended, else ``kernel_wait`` when shorter than
+  30 µs, else ``other``; shares are of the summed per-stream gaps.
+- **Step phases** from the host thread that holds the ``ProfilerStep`` spans; see
+  :data:`PHASE_PATTERNS` and :func:`_step_phases`.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pinchpoint._events import self_ns
+from pinchpoint.traces import _intervals as iv
+from pinchpoint.traces._parse import (
+    ANNOTATION,
+    CPU_OP,
+    GPU_CATEGORIES,
+    GPU_SYNC,
+    MEMCPY,
+    MEMSET,
+    RUNTIME,
+    EventTable,
+)
+
+__all__ = [
+    "COMMUNICATION_OP",
+    "KERNEL_WAIT_NS",
+    "PHASE_PATTERNS",
+    "SYNC_CALLS",
+    "kernel_kind",
+    "summarize_rank",
+]
+
+#: A gap between two kernels on a stream shorter than this is launch latency (HTA's default).
+KERNEL_WAIT_NS = 30_000
+
+_STEP = re.compile(r"^ProfilerStep#(\d+)$")
+_COMM_KERNEL = re.compile(r"^(nccl|rccl).*Kernel", re.IGNORECASE)
+_MEMORY_KERNEL = re.compile(r"^(Memcpy|Memset|dma)")
+
+#: Host events that mark a phase, matched against their names (case-insensitive where shown).
+PHASE_PATTERNS: dict[str, re.Pattern[str]] = {
+    "data": re.compile(
+        r"DataLoader.*__next__|(?i:data_?load|load_batch|wait_for_batch|next_batch|get_batch)"
+    ),
+    "optimizer": re.compile(r"(?i:optimizer)(?!.*zero_grad)"),
+    "backward": re.compile(r"(?i:backward)|^autograd::engine::evaluate_function"),
+    "forward": re.compile(r"(?i:\bforward\b)|^nn\.Module:"),
+}
+_AUTOGRAD = re.compile(r"^autograd::engine::evaluate_function")
+_TRANSFER_CALL = re.compile(r"^(cuda|hip)Memcpy(?!.*Peer)")
+#: Host calls that block until the device catches up.
+SYNC_CALLS = frozenset(
+    {
+        "cudaStreamSynchronize",
+        "cudaDeviceSynchronize",
+        "cudaEventSynchronize",
+        "hipStreamSynchronize",
+        "hipDeviceSynchronize",
+        "hipEventSynchronize",
+    }
+)
+_LAUNCH = re.compile(
+    r"^(cuda|hip)(LaunchKernel|LaunchCooperativeKernel|ModuleLaunchKernel)|^cuLaunch"
+)
+#: Host operators that are collective communication (a rank waits in them for the others).
+COMMUNICATION_OP = re.compile(
+    r"(?i:^(nccl|gloo|c10d)[:_]|record_param_comms|all_?reduce|all_?gather|reduce_?scatter|"
+    r"^broadcast|barrier|all_?to_?all)"
+)
+_RANK_IN_NAME = re.compile(r"rank[-_]?(\d+)", re.IGNORECASE)
+_TOP_KERNELS = 10
+
+
+def kernel_kind(name: str, category: int) -> str:
+    """The kind of a device event: communication, memory, sync or computation (see module)."""
+    if _COMM_KERNEL.match(name):
+        return "communication"
+    if category in (MEMCPY, MEMSET) or _MEMORY_KERNEL.match(name):
+        return "memory"
+    if category == GPU_SYNC:
+        return "sync"
+    return "computation"
+
+
+def summarize_rank(table: EventTable, path: str | Path = "", order: int = 0) -> dict[str, Any]:
+    """The summary of one rank's trace (see the module docstring for every definition)."""
+    rank, rank_source = _rank_of(table, Path(path), order)
+    names = table.names
+    name_str = np.array(names, dtype=object) if names else np.zeros(0, dtype=object)
+    steps = _profiler_steps(table)
+    main_thread = _main_thread(table, steps)
+    issues = list(table.issues)
+    if not steps:
+        issues.append("no ProfilerStep spans: no step phases, and the whole trace is one window")
+    launch_of = _launch_times(table)
+    gpu = _device_summary(table, name_str, steps, launch_of, main_thread, issues)
+    step_rows = _step_rows(table, name_str, steps, main_thread, gpu)
+    distributed = table.distributed
+    summary: dict[str, Any] = {
+        "rank": rank,
+        "rank_source": rank_source,
+        "file": str(path),
+        "world_size": _int(distributed.get("world_size")),
+        "backend": distributed.get("backend") if isinstance(distributed, dict) else None,
+        "device": _device_facts(table, gpu is not None, names),
+        "events": table.events_read,
+        "steps": step_rows,
+        "gpu": gpu["summary"] if gpu is not None else None,
+        "launches": _launch_stats(table, name_str, len(step_rows)),
+        "sync": _call_stats(table, name_str, SYNC_CALLS),
+        "operators": _operator_totals(table, steps),
+        "issues": issues,
+    }
+    return summary
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _rank_of(table: EventTable, path: Path, order: int) -> tuple[int, str]:
+    raw_rank = table.distributed.get("rank")
+    if isinstance(raw_rank, str) and raw_rank.isdigit() and len(raw_rank) < 10:
+        raw_rank = int(raw_rank)
+    rank = _int(raw_rank)
+    if rank is not None:
+        return rank, "distributedInfo"
+    match = _RANK_IN_NAME.search(path.name)
+    if match:
+        return int(match.group(1)), "file name"
+    return order, "file order"
+
+
+def _profiler_steps(table: EventTable) -> list[tuple[int, int, int, int]]:
+    """``(step number, start_ns, end_ns, thread)`` of each ProfilerStep span, by start."""
+    host = np.flatnonzero((table.cat == CPU_OP) | (table.cat == ANNOTATION))
+    step_names = {
+        i: int(m.group(1))
+        for i, n in enumerate(table.names)
+        if (m := _STEP.match(n)) and len(m.group(1)) < 18  # step numbers fit in JSON's int64
+    }
+    if not step_names:
+        return []
+    ids = np.fromiter(step_names, dtype=np.int32)
+    rows = host[np.isin(table.name[host], ids)]
+    out = [
+        (
+            step_names[int(table.name[r])],
+            int(table.ts_ns[r]),
+            int(table.ts_ns[r] + table.dur_ns[r]),
+            int(table.thread[r]),
+        )
+        for r in rows
+    ]
+    out.sort(key=lambda s: s[1])
+    # Keep one span per step number (a step can appear as both an operator and an annotation).
+    seen: set[int] = set()
+    unique = []
+    for step in out:
+        if step[0] not in seen:
+            seen.add(step[0])
+            unique.append(step)
+    return unique
+
+
+def _main_thread(table: EventTable, steps: list[tuple[int, int, int, int]]) -> int | None:
+    if steps:
+        return Counter(s[3] for s in steps).most_common(1)[0][0]
+    host = table.thread[(table.cat == CPU_OP) | (table.cat == ANNOTATION)]
+    if host.size == 0:
+        return None
+    return int(np.bincount(host).argmax())
+
+
+def _launch_times(table: EventTable) -> dict[str, npt.NDArray[np.int64]]:
+    """Host runtime calls with a correlation id, sorted by it: ``corr``, ``ts``."""
+    rows = np.flatnonzero((table.cat == RUNTIME) & (table.correlation >= 0))
+    corr = table.correlation[rows]
+    order = np.argsort(corr, kind="stable")
+    return {"corr": corr[order], "ts": table.ts_ns[rows][order]}
+
+
+def _lookup(launch_of: dict[str, npt.NDArray[np.int64]], corr: npt.NDArray[np.int64]) -> Any:
+    """Launch time of each correlation id, -1 where no host call has it."""
+    keys = launch_of["corr"]
+    if keys.size == 0:
+        return np.full(corr.shape, -1, dtype=np.int64)
+    idx = np.clip(np.searchsorted(keys, corr), 0, keys.size - 1)
+    found = keys[idx] == corr
+    return np.where(found, launch_of["ts"][idx], -1)
+
+
+def _device_summary(
+    table: EventTable,
+    name_str: npt.NDArray[Any],
+    steps: list[tuple[int, int, int, int]],
+    launch_of: dict[str, npt.NDArray[np.int64]],
+    main_thread: int | None,
+    issues: list[str],
+) -> dict[str, Any] | None:
+    on_device = np.isin(table.cat, GPU_CATEGORIES) & (table.stream >= 0)
+    rows = np.flatnonzero(on_device)
+    if rows.size == 0:
+        return None
+    launched = _lookup(launch_of, table.correlation[rows])
+    # Every device event, for per-step accounting; the breakdown below uses HTA's window.
+    everything_rows = {
+        "ts": table.ts_ns[rows],
+        "end": table.ts_ns[rows] + table.dur_ns[rows],
+        "launched": launched,
+        "kinds": _kinds(table, rows),
+    }
+    window = "whole trace"
+    if len(steps) >= 2:
+        last_start = steps[-1][1]
+        # HTA's window: device work launched before the last profiler step began.
+        keep = (launched >= 0) & (launched < last_start)
+        rows, launched, kinds = rows[keep], launched[keep], everything_rows["kinds"][keep]
+        window = "all profiler steps but the last"
+        if rows.size == 0:
+            issues.append("no device work was launched before the last profiler step")
+            return None
+    else:
+        kinds = everything_rows["kinds"]
+    ts = table.ts_ns[rows]
+    end = ts + table.dur_ns[rows]
+    everything = iv.merge(ts, end)
+    span_lo, span_hi = int(ts.min()), int(end.max())  # zero-length events merge to nothing
+    span = span_hi - span_lo
+    busy = iv.length(everything)
+    comp_mask = kinds == "computation"
+    comm_mask = kinds == "communication"
+    comp = iv.merge(ts[comp_mask], end[comp_mask])
+    comm = iv.merge(ts[comm_mask], end[comm_mask])
+    compute = iv.length(comp)
+    communication = iv.length(comm)
+    overlap = iv.length(iv.intersect(comm, comp))
+    idle = span - busy
+    gaps = iv.subtract((np.array([span_lo]), np.array([span_hi])), everything)
+    summary: dict[str, Any] = {
+        "window": window,
+        "span_s": span / 1e9,
+        "busy_s": busy / 1e9,
+        "idle_s": idle / 1e9,
+        "compute_s": compute / 1e9,
+        "non_compute_s": (busy - compute) / 1e9,
+        "communication_s": communication / 1e9,
+        "exposed_communication_s": (communication - overlap) / 1e9,
+        "idle_share": idle / span if span else 0.0,
+        "compute_share": compute / span if span else 0.0,
+        "non_compute_share": (busy - compute) / span if span else 0.0,
+        "exposed_communication_share": (communication - overlap) / span if span else 0.0,
+        "comm_comp_overlap": overlap / communication if communication else None,
+        "idle_causes": _idle_causes(table, main_thread, gaps),
+        "streams": int(np.unique(table.stream[rows]).size),
+        "idle_breakdown": _idle_breakdown(table.stream[rows], ts, end, launched),
+        "kernels": _kernel_stats(name_str, table.name[rows], kinds, end - ts, span),
+    }
+    return {"summary": summary, "gaps": gaps, **everything_rows}
+
+
+def _kinds(table: EventTable, rows: npt.NDArray[np.intp]) -> npt.NDArray[Any]:
+    """The kernel kind of each device event, decided once per (name, category) pair."""
+    pair = table.name[rows].astype(np.int64) * 16 + table.cat[rows]
+    uniq, inverse = np.unique(pair, return_inverse=True)
+    kinds = np.array(
+        [kernel_kind(table.names[int(p) // 16], int(p) % 16) for p in uniq.tolist()],
+        dtype=object,
+    )
+    return kinds[inverse]
+
+
+def _idle_causes(table: EventTable, main_thread: int | None, gaps: iv.Intervals) -> Any:
+    """The device's idle seconds split by what the host was doing meanwhile.
+
+    Each idle instant goes to the first that applies: ``data`` (the main thread waits for a
+    batch), ``sync`` (some thread is blocked in a synchronising or copy call), ``optimizer``
+    (the main thread runs the optimizer step), else ``host``: Python, the framework and kernel
+    launches did not keep the device fed.
+    """
+    lo, hi = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    main = _host_rows(table, main_thread, lo, hi)
+    runtime = np.flatnonzero(table.cat == RUNTIME)
+    blocking = np.union1d(
+        _matching(table, runtime, _TRANSFER_CALL),
+        runtime[
+            np.isin(table.name[runtime], [i for i, n in enumerate(table.names) if n in SYNC_CALLS])
+        ],
+    )
+    claims = [
+        ("data", _span_of(table, _matching(table, main, PHASE_PATTERNS["data"]))),
+        ("sync", _span_of(table, blocking)),
+        ("optimizer", _span_of(table, _matching(table, main, PHASE_PATTERNS["optimizer"]))),
+    ]
+    out: dict[str, float] = {}
+    remaining = gaps
+    for cause, spans in claims:
+        piece = iv.intersect(remaining, spans)
+        out[cause] = iv.length(piece) / 1e9
+        remaining = iv.subtract(remaining, piece)
+    out["host"] = iv.length(remaining) / 1e9
+    return out
+
+
+def _idle_breakdown(
+    streams: npt.NDArray[np.int64],
+    ts: npt.NDArray[np.int64],
+    end: npt.NDArray[np.int64],
+    launched: npt.NDArray[np.int64],
+) -> dict[str, Any]:
+    order = np.lexsort((ts, streams))
+    s, t, e, lt = streams[order], ts[order], end[order], launched[order]
+    same = np.r_[False, s[1:] == s[:-1]]
+    prev_end = np.r_[0, e[:-1]]
+    gap = np.where(same, t - prev_end, 0)
+    host_wait = same & (lt > prev_end)
+    kernel_wait = same & ~host_wait & (gap < KERNEL_WAIT_NS)
+    other = same & ~host_wait & ~kernel_wait
+    # Overlapping kernels on one stream (gap < 0) have no idle time between them.
+    positive = np.maximum(gap, 0)
+    totals = {
+        "host_wait": int(positive[host_wait].sum()),
+        "kernel_wait": int(positive[kernel_wait].sum()),
+        "other": int(positive[other].sum()),
+    }
+    whole = sum(totals.values())
+    out: dict[str, Any] = {f"{k}_s": v / 1e9 for k, v in totals.items()}
+    out.update({f"{k}_share": (v / whole if whole else 0.0) for k, v in totals.items()})
+    out["kernel_wait_threshold_s"] = KERNEL_WAIT_NS / 1e9
+    return out
+
+
+def _kernel_stats(
+    name_str: npt.NDArray[Any],
+    name_ids: npt.NDArray[np.int32],
+    kinds: npt.NDArray[Any],
+    dur: npt.NDArray[np.int64],
+    span: int,
+) -> dict[str, Any]:
+    by_kind: dict[str, Any] = {}
+    total_time = int(dur.sum())
+    for kind in ("computation", "communication", "memory", "sync"):
+        mask = kinds == kind
+        if mask.any():
+            t = int(dur[mask].sum())
+            by_kind[kind] = {
+                "count": int(mask.sum()),
+                "time_s": t / 1e9,
+                "share": t / total_time if total_time else 0.0,
+            }
+    uniq, inverse = np.unique(name_ids, return_inverse=True)
+    sums = np.bincount(inverse, weights=dur).astype(np.int64)
+    counts = np.bincount(inverse)
+    first_kind = {int(n): str(k) for n, k in zip(name_ids.tolist(), kinds.tolist(), strict=True)}
+    totals: dict[str, dict[str, Any]] = {
+        str(name_str[n]): {
+            "count": int(c),
+            "time_s": int(t) / 1e9,
+            "kind": first_kind[int(n)],
+        }
+        for n, c, t in zip(uniq.tolist(), counts.tolist(), sums.tolist(), strict=True)
+    }
+    top = sorted(totals.items(), key=lambda kv: (-kv[1]["time_s"], kv[0]))[:_TOP_KERNELS]
+    return {
+        "count": int(dur.size),
+        "time_s": total_time / 1e9,
+        "median_s": float(np.median(dur)) / 1e9 if dur.size else 0.0,
+        "by_kind": by_kind,
+        "top": [
+            {
+                "name": n,
+                "kind": v["kind"],
+                "count": v["count"],
+                "time_s": v["time_s"],
+                "mean_s": v["time_s"] / v["count"],
+                "share": v["time_s"] * 1e9 / total_time if total_time else 0.0,
+            }
+            for n, v in top
+        ],
+        "totals": totals,
+        "span_s": span / 1e9,
+    }
+
+
+def _host_rows(table: EventTable, thread: int | None, lo: int, hi: int) -> npt.NDArray[np.intp]:
+    """Host events (operators, annotations, runtime calls) on ``thread`` starting in the window.
+
+    Host events are sorted by start once per table, so each window is two binary searches
+    rather than a pass over every event (a long trace has hundreds of steps).
+    """
+    order = table.cache.get("host_order")
+    if order is None:
+        host = np.flatnonzero(
+            (table.cat == CPU_OP) | (table.cat == ANNOTATION) | (table.cat == RUNTIME)
+        )
+        order = table.cache["host_order"] = host[np.argsort(table.ts_ns[host], kind="stable")]
+        table.cache["host_ts"] = table.ts_ns[order]
+    starts = table.cache["host_ts"]
+    rows: npt.NDArray[np.intp] = order[
+        np.searchsorted(starts, lo, side="left") : np.searchsorted(starts, hi, side="left")
+    ]
+    if thread is not None:
+        rows = rows[table.thread[rows] == thread]
+    return np.sort(rows)
+
+
+def _matching(table: EventTable, rows: npt.NDArray[np.intp], pattern: re.Pattern[str]) -> Any:
+    """The rows whose event name matches ``pattern`` (host events only)."""
+    if rows.size == 0:
+        return rows
+    return rows[_name_mask(table, pattern)[table.name[rows]]]
+
+
+def _name_mask(table: EventTable, pattern: re.Pattern[str]) -> npt.NDArray[np.bool_]:
+    """For every name id, whether a host event's name matches ``pattern``; cached per table.
+
+    Only names that host events carry are tested: kernel names run to kilobytes of C++
+    templates, and no host pattern is meant for them.
+    """
+    cache = table.cache.setdefault("name_masks", {})
+    mask: npt.NDArray[np.bool_] | None = cache.get(pattern)
+    if mask is None:
+        host_ids = table.cache.get("host_name_ids")
+        if host_ids is None:
+            host = (table.cat == CPU_OP) | (table.cat == ANNOTATION) | (table.cat == RUNTIME)
+            host_ids = table.cache["host_name_ids"] = np.unique(table.name[host]).tolist()
+        mask = np.zeros(len(table.names), dtype=bool)
+        names = table.names
+        hits = [i for i in host_ids if pattern.search(names[i])]
+        mask[hits] = True
+        cache[pattern] = mask
+    return mask
+
+
+def _span_of(table: EventTable, rows: npt.NDArray[np.intp]) -> iv.Intervals:
+    ts = table.ts_ns[rows]
+    return iv.merge(ts, ts + table.dur_ns[rows])
+
+
+def _step_rows(
+    table: EventTable,
+    name_str: npt.NDArray[Any],
+    steps: list[tuple[int, int, int, int]],
+    main_thread: int | None,
+    gpu: dict[str, Any] | None,
+) -> list[dict[str, Any]]:
+    out = []
+    copies = _device_copies(table)
+    if gpu is not None:
+        # Device events by launch time, so each step's are found by binary search.
+        by_launch = np.argsort(gpu["launched"], kind="stable")
+        launch_sorted = gpu["launched"][by_launch]
+    for number, lo, hi, thread in steps:
+        rows = _host_rows(table, thread, lo, hi)
+        phases = _step_phases(table, rows, lo, hi, copies)
+        all_threads = _host_rows(table, None, lo, hi)
+        comm_rows = _matching(table, rows, COMMUNICATION_OP)
+        comm_host = iv.length(iv.clip(_span_of(table, comm_rows), lo, hi))
+        row: dict[str, Any] = {
+            "index": number,
+            "start_s": (lo - steps[0][1]) / 1e9,
+            "wall_s": (hi - lo) / 1e9,
+            "phases": phases,
+            "communication_host_s": comm_host / 1e9,
+            "backward": bool(_matching(table, all_threads, _AUTOGRAD).size),
+        }
+        if gpu is not None:
+            in_step = by_launch[
+                np.searchsorted(launch_sorted, lo) : np.searchsorted(launch_sorted, hi)
+            ]
+            comm = gpu["kinds"][in_step] == "communication"
+            work, talk = in_step[~comm], in_step[comm]
+            row["device_busy_s"] = iv.length(iv.merge(gpu["ts"][work], gpu["end"][work])) / 1e9
+            row["device_communication_s"] = (
+                iv.length(iv.merge(gpu["ts"][talk], gpu["end"][talk])) / 1e9
+            )
+        # What the rank did itself: the device's non-communication work, or on a host-only
+        # trace the step less the time it waited inside collectives.
+        row["busy_s"] = row.get("device_busy_s", (hi - lo - comm_host) / 1e9)
+        out.append(row)
+    return out
+
+
+def _step_phases(
+    table: EventTable,
+    rows: npt.NDArray[np.intp],
+    lo: int,
+    hi: int,
+    copies: dict[str, npt.NDArray[np.int64]],
+) -> dict[str, float]:
+    """Seconds per phase of one step; each instant goes to the first phase that claims it.
+
+    Order of claims: ``transfer`` (host copy calls, ``cudaMemcpy*``, less the time they wait
+    for the device to reach the copy: only the copy's own device duration, at the end of the
+    call, counts; the wait is the device's work, not the copy's), ``data`` (DataLoader
+    ``__next__`` or data-loading annotations), ``optimizer`` (``Optimizer.step#…`` or an
+    optimizer annotation, not ``zero_grad``), ``backward`` (a backward annotation, or from the
+    first to the last autograd engine call of the step on any thread), ``forward`` (a forward
+    annotation or ``nn.Module`` spans; without them, the time before backward starts) and
+    ``other`` (the rest).
+    """
+    wall = hi - lo
+    if wall <= 0:
+        return {"other": 0.0}
+    claims: list[tuple[str, iv.Intervals]] = [("transfer", _copy_time(table, rows, copies))]
+    for phase in ("data", "optimizer", "backward", "forward"):
+        claims.append((phase, _span_of(table, _matching(table, rows, PHASE_PATTERNS[phase]))))
+    backward = claims[3][1]
+    if backward[0].size == 0:
+        autograd = _matching(table, _host_rows(table, None, lo, hi), _AUTOGRAD)
+        if autograd.size:
+            first = int(table.ts_ns[autograd].min())
+            last = int((table.ts_ns[autograd] + table.dur_ns[autograd]).max())
+            claims[3] = ("backward", (np.array([first]), np.array([min(last, hi)])))
+    if claims[4][1][0].size == 0:
+        back_start = int(claims[3][1][0][0]) if claims[3][1][0].size else hi
+        claims[4] = ("forward", (np.array([lo]), np.array([back_start])))
+    remaining: iv.Intervals = (np.array([lo]), np.array([hi]))
+    out: dict[str, float] = {}
+    used = 0
+    for phase, spans in claims:
+        piece = iv.intersect(remaining, iv.clip(spans, lo, hi))
+        took = iv.length(piece)
+        if took:
+            out[phase] = took / 1e9
+            used += took
+            remaining = iv.subtract(remaining, piece)
+    out["other"] = max(0, wall - used) / 1e9
+    return out
+
+
+def _device_copies(table: EventTable) -> dict[str, npt.NDArray[np.int64]]:
+    """Device-side copies sorted by correlation id: ``corr``, ``dur``."""
+    rows = np.flatnonzero((table.cat == MEMCPY) & (table.correlation >= 0))
+    corr = table.correlation[rows]
+    order = np.argsort(corr, kind="stable")
+    return {"corr": corr[order], "ts": table.dur_ns[rows][order]}  # "ts": the looked-up value
+
+
+def _copy_time(
+    table: EventTable, rows: npt.NDArray[np.intp], copies: dict[str, npt.NDArray[np.int64]]
+) -> iv.Intervals:
+    """The host copy calls among ``rows``, each cut to its device copy's duration at its end."""
+    calls = _matching(table, rows, _TRANSFER_CALL)
+    start = table.ts_ns[calls]
+    end = start + table.dur_ns[calls]
+    device_dur = _lookup(copies, table.correlation[calls])
+    copy_start = np.where(device_dur >= 0, np.maximum(start, end - device_dur), start)
+    return iv.merge(copy_start, end)
+
+
+def _launch_stats(table: EventTable, name_str: npt.NDArray[Any], steps: int) -> dict[str, Any]:
+    rows = _matching(table, np.flatnonzero(table.cat == RUNTIME), _LAUNCH)
+    dur = table.dur_ns[rows]
+    return {
+        "count": int(rows.size),
+        "per_step": rows.size / steps if steps else None,
+        "median_s": float(np.median(dur)) / 1e9 if dur.size else None,
+        "p90_s": float(np.percentile(dur, 90)) / 1e9 if dur.size else None,
+        "time_s": int(dur.sum()) / 1e9,
+    }
+
+
+def _call_stats(table: EventTable, name_str: npt.NDArray[Any], calls: Iterable[str]) -> Any:
+    ids = [i for i, n in enumerate(table.names) if n in set(calls)]
+    rows = np.flatnonzero(np.isin(table.name, ids) & (table.cat == RUNTIME))
+    return {"count": int(rows.size), "time_s": int(table.dur_ns[rows].sum()) / 1e9}
+
+
+def _operator_totals(
+    table: EventTable, steps: list[tuple[int, int, int, int]]
+) -> list[dict[str, Any]]:
+    """Per host operator (by name): calls, self and total seconds, inside the profiler steps."""
+    mask = (table.cat == CPU_OP) | (table.cat == ANNOTATION) | (table.cat == RUNTIME)
+    if steps:
+        lo, hi = steps[0][1], steps[-1][2]
+        mask &= (table.ts_ns >= lo) & (table.ts_ns < hi)
+    step_ids = [i for i, n in enumerate(table.names) if _STEP.match(n)]
+    mask &= ~np.isin(table.name, step_ids)
+    rows = np.flatnonzero(mask)
+    if rows.size == 0:
+        return []
+    own = self_ns(table.thread[rows].astype(np.int64), table.ts_ns[rows], table.dur_ns[rows])
+    uniq, inverse = np.unique(table.name[rows], return_inverse=True)
+    counts = np.bincount(inverse)
+    self_sum = np.bincount(inverse, weights=own)
+    total_sum = np.bincount(inverse, weights=table.dur_ns[rows])
+    out = [
+        {"name": table.names[n], "count": int(c), "self_s": sf / 1e9, "total_s": tt / 1e9}
+        for n, c, sf, tt in zip(
+            uniq.tolist(), counts.tolist(), self_sum.tolist(), total_sum.tolist(), strict=True
+        )
+    ]
+    out.sort(key=lambda r: (-r["self_s"], r["name"]))
+    return out
+
+
+def _device_facts(table: EventTable, has_gpu: bool, names: list[str]) -> dict[str, Any]:
+    if not has_gpu:
+        return {"kind": "cpu", "index": None, "name": None}
+    devices = table.device[np.isin(table.cat, GPU_CATEGORIES) & (table.device >= 0)]
+    index = int(np.bincount(devices).argmax()) if devices.size else 0
+    rocm = any(n.startswith("hip") for n in names[:5000])
+    facts: dict[str, Any] = {"kind": "rocm" if rocm else "cuda", "index": index, "name": None}
+    for props in table.device_properties:
+        if props.get("id") == index:
+            facts["name"] = props.get("name")
+            major, minor = props.get("computeMajor"), props.get("computeMinor")
+            if major is not None:
+                facts["compute_capability"] = f"{major}.{minor}"
+            facts["memory_bytes"] = props.get("totalGlobalMem")
+    return facts
+
+
+def median(values: list[float]) -> float | None:
+    """The median of a list, None when empty."""
+    return statistics.median(values) if values else None

@@ -9,19 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import run_cli as run
 from pinchpoint import Profile
-
-
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "100", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "pinchpoint", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=300,
-    )
 
 
 def test_help_explains_every_command() -> None:

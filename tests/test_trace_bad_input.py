@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import subprocess
-import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import run_cli
 from pinchpoint.errors import PinchpointError, TraceFormatError
 from pinchpoint.traces import load_trace
 from pinchpoint.traces._parse import parse_trace_bytes, read_trace
@@ -32,17 +31,6 @@ TRACES = Path(__file__).parent / "data" / "traces"
 TWO_RANKS = TRACES / "two_ranks_a"
 V100 = TRACES / "v100_single_rank.json.gz"
 CPU_OPS = TRACES / "cpu_ops_only.json.gz"
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "100", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "pinchpoint", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], message: str) -> None:

@@ -10,9 +10,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import gzip
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pinchpoint
+from helpers import run_cli
 from pinchpoint.stragglers import StragglerReport
 from pinchpoint.traces import SCHEMA, TraceAnalysis, analyze_file, combine, load_trace
 from pinchpoint.traces._parse import EventTable, parse_trace_bytes, read_trace
@@ -35,17 +33,6 @@ V100 = TRACES / "v100_single_rank.json.gz"
 
 CORPUS = [*sorted(p.name for p in TRACES.glob("*.json.gz")), "two_ranks_a"]
 SHARES = ("idle_share", "compute_share", "non_compute_share", "comm_comp_overlap")
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "100", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "pinchpoint", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -263,11 +263,11 @@ def _finding_block(index: int, finding: Finding) -> RenderableType:
     return Group(head, Padding(body, (0, 0, 0, 3)))
 
 
-def render_diagnosis(diagnosis: Diagnosis) -> RenderableType:
-    """One screen: the verdict first, then every finding with its evidence and remedies."""
-    principal = diagnosis.principal
+def _verdict(findings: list[Finding]) -> Text:
+    """The principal bottleneck in one line, or that the workload is healthy (no high finding)."""
+    principal = findings[0] if findings else None
     verdict = Text()
-    if principal is not None and not diagnosis.healthy:
+    if any(f.severity == "high" for f in findings) and principal is not None:
         verdict.append("Principal bottleneck: ", style="bold")
         verdict.append(principal.kind, style="bold red")
         verdict.append(f" — {principal.summary}")
@@ -276,6 +276,12 @@ def render_diagnosis(diagnosis: Diagnosis) -> RenderableType:
         verdict.append("no high-severity bottleneck was found.")
         if principal is not None:
             verdict.append(f" The largest remaining opportunity is {principal.kind}.")
+    return verdict
+
+
+def render_diagnosis(diagnosis: Diagnosis) -> RenderableType:
+    """One screen: the verdict first, then every finding with its evidence and remedies."""
+    verdict = _verdict(diagnosis.findings)
     parts: list[RenderableType] = [verdict, _headline(diagnosis.profile)]
     for i, finding in enumerate(diagnosis.findings, start=1):
         parts.append(Text(""))
@@ -325,18 +331,7 @@ def _rank_table(analysis: TraceAnalysis) -> Table:
 
 def render_trace(analysis: TraceAnalysis) -> RenderableType:
     """One screen for a trace: the verdict, the ranks side by side, stragglers, findings."""
-    principal = analysis.principal
-    verdict = Text()
-    if principal is not None and principal.severity == "high":
-        verdict.append("Principal bottleneck: ", style="bold")
-        verdict.append(principal.kind, style="bold red")
-        verdict.append(f" — {principal.summary}")
-    else:
-        verdict.append("Healthy: ", style="bold green")
-        verdict.append("no high-severity bottleneck was found.")
-        if principal is not None:
-            verdict.append(f" The largest remaining opportunity is {principal.kind}.")
-    parts: list[RenderableType] = [verdict, Text(""), _rank_table(analysis)]
+    parts: list[RenderableType] = [_verdict(analysis.findings), Text(""), _rank_table(analysis)]
     report = analysis.stragglers
     if report is not None:
         line = Text("Stragglers: ", style="bold")

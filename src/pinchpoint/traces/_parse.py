@@ -547,7 +547,7 @@ def _append(
     try:
         cols["stream"].append(_ints(streams, meta))  # type: ignore[arg-type]
     except (ValueError, TypeError):  # some streams written as strings
-        cols["stream"].append(_ints([_stream(v) for v in streams], meta))
+        cols["stream"].append(_ints([_int_or_none(v) for v in streams], meta))
     cols["correlation"].append(_ints([a.correlation if a else None for a in args], meta))
     cols["device"].append(_ints([a.device if a else None for a in args], meta))
     return dropped
@@ -559,15 +559,6 @@ def _ids(keys: list[Any], index: dict[Any, int]) -> npt.NDArray[np.int32]:
         if key not in index:
             index[key] = len(index)
     return np.fromiter(map(index.__getitem__, keys), dtype=np.int32, count=len(keys))
-
-
-def _stream(value: int | str | None) -> int | None:
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            return None
-    return value
 
 
 def _ints(values: list[int | None], meta: _Meta) -> npt.NDArray[np.int64]:

@@ -28,9 +28,7 @@ Definitions (the README repeats them):
 from __future__ import annotations
 
 import re
-import statistics
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +86,7 @@ SYNC_CALLS = frozenset(
         "hipEventSynchronize",
     }
 )
+_SYNC_CALL = re.compile("^(" + "|".join(sorted(SYNC_CALLS)) + ")$")
 _LAUNCH = re.compile(
     r"^(cuda|hip)(LaunchKernel|LaunchCooperativeKernel|ModuleLaunchKernel)|^cuLaunch"
 )
@@ -115,15 +114,14 @@ def summarize_rank(table: EventTable, path: str | Path = "", order: int = 0) -> 
     """The summary of one rank's trace (see the module docstring for every definition)."""
     rank, rank_source = _rank_of(table, Path(path), order)
     names = table.names
-    name_str = np.array(names, dtype=object) if names else np.zeros(0, dtype=object)
     steps = _profiler_steps(table)
     main_thread = _main_thread(table, steps)
     issues = list(table.issues)
     if not steps:
         issues.append("no ProfilerStep spans: no step phases, and the whole trace is one window")
     launch_of = _launch_times(table)
-    gpu = _device_summary(table, name_str, steps, launch_of, main_thread, issues)
-    step_rows = _step_rows(table, name_str, steps, main_thread, gpu)
+    gpu = _device_summary(table, steps, launch_of, main_thread, issues)
+    step_rows = _step_rows(table, steps, gpu)
     distributed = table.distributed
     summary: dict[str, Any] = {
         "rank": rank,
@@ -135,8 +133,8 @@ def summarize_rank(table: EventTable, path: str | Path = "", order: int = 0) -> 
         "events": table.events_read,
         "steps": step_rows,
         "gpu": gpu["summary"] if gpu is not None else None,
-        "launches": _launch_stats(table, name_str, len(step_rows)),
-        "sync": _call_stats(table, name_str, SYNC_CALLS),
+        "launches": _launch_stats(table, len(step_rows)),
+        "sync": _sync_stats(table),
         "operators": _operator_totals(table, steps),
         "issues": issues,
     }
@@ -202,26 +200,31 @@ def _main_thread(table: EventTable, steps: list[tuple[int, int, int, int]]) -> i
 
 
 def _launch_times(table: EventTable) -> dict[str, npt.NDArray[np.int64]]:
-    """Host runtime calls with a correlation id, sorted by it: ``corr``, ``ts``."""
+    """Each host runtime call's start, by correlation id (see :func:`_by_correlation`)."""
     rows = np.flatnonzero((table.cat == RUNTIME) & (table.correlation >= 0))
-    corr = table.correlation[rows]
+    return _by_correlation(table.correlation[rows], table.ts_ns[rows])
+
+
+def _by_correlation(
+    corr: npt.NDArray[np.int64], values: npt.NDArray[np.int64]
+) -> dict[str, npt.NDArray[np.int64]]:
+    """An index for :func:`_lookup`: ``values`` sorted by their correlation ids."""
     order = np.argsort(corr, kind="stable")
-    return {"corr": corr[order], "ts": table.ts_ns[rows][order]}
+    return {"corr": corr[order], "value": values[order]}
 
 
-def _lookup(launch_of: dict[str, npt.NDArray[np.int64]], corr: npt.NDArray[np.int64]) -> Any:
-    """Launch time of each correlation id, -1 where no host call has it."""
-    keys = launch_of["corr"]
+def _lookup(index: dict[str, npt.NDArray[np.int64]], corr: npt.NDArray[np.int64]) -> Any:
+    """The indexed value of each correlation id, -1 where the index lacks it."""
+    keys = index["corr"]
     if keys.size == 0:
         return np.full(corr.shape, -1, dtype=np.int64)
     idx = np.clip(np.searchsorted(keys, corr), 0, keys.size - 1)
     found = keys[idx] == corr
-    return np.where(found, launch_of["ts"][idx], -1)
+    return np.where(found, index["value"][idx], -1)
 
 
 def _device_summary(
     table: EventTable,
-    name_str: npt.NDArray[Any],
     steps: list[tuple[int, int, int, int]],
     launch_of: dict[str, npt.NDArray[np.int64]],
     main_thread: int | None,
@@ -283,7 +286,7 @@ def _device_summary(
         "idle_causes": _idle_causes(table, main_thread, gaps),
         "streams": int(np.unique(table.stream[rows]).size),
         "idle_breakdown": _idle_breakdown(table.stream[rows], ts, end, launched),
-        "kernels": _kernel_stats(name_str, table.name[rows], kinds, end - ts, span),
+        "kernels": _kernel_stats(table.names, table.name[rows], kinds, end - ts, span),
     }
     return {"summary": summary, "gaps": gaps, **everything_rows}
 
@@ -311,10 +314,7 @@ def _idle_causes(table: EventTable, main_thread: int | None, gaps: iv.Intervals)
     main = _host_rows(table, main_thread, lo, hi)
     runtime = np.flatnonzero(table.cat == RUNTIME)
     blocking = np.union1d(
-        _matching(table, runtime, _TRANSFER_CALL),
-        runtime[
-            np.isin(table.name[runtime], [i for i, n in enumerate(table.names) if n in SYNC_CALLS])
-        ],
+        _matching(table, runtime, _TRANSFER_CALL), _matching(table, runtime, _SYNC_CALL)
     )
     claims = [
         ("data", _span_of(table, _matching(table, main, PHASE_PATTERNS["data"]))),
@@ -360,7 +360,7 @@ def _idle_breakdown(
 
 
 def _kernel_stats(
-    name_str: npt.NDArray[Any],
+    names: list[str],
     name_ids: npt.NDArray[np.int32],
     kinds: npt.NDArray[Any],
     dur: npt.NDArray[np.int64],
@@ -382,7 +382,7 @@ def _kernel_stats(
     counts = np.bincount(inverse)
     first_kind = {int(n): str(k) for n, k in zip(name_ids.tolist(), kinds.tolist(), strict=True)}
     totals: dict[str, dict[str, Any]] = {
-        str(name_str[n]): {
+        names[n]: {
             "count": int(c),
             "time_s": int(t) / 1e9,
             "kind": first_kind[int(n)],
@@ -468,9 +468,7 @@ def _span_of(table: EventTable, rows: npt.NDArray[np.intp]) -> iv.Intervals:
 
 def _step_rows(
     table: EventTable,
-    name_str: npt.NDArray[Any],
     steps: list[tuple[int, int, int, int]],
-    main_thread: int | None,
     gpu: dict[str, Any] | None,
 ) -> list[dict[str, Any]]:
     out = []
@@ -559,11 +557,9 @@ def _step_phases(
 
 
 def _device_copies(table: EventTable) -> dict[str, npt.NDArray[np.int64]]:
-    """Device-side copies sorted by correlation id: ``corr``, ``dur``."""
+    """Each device-side copy's duration, by correlation id (see :func:`_by_correlation`)."""
     rows = np.flatnonzero((table.cat == MEMCPY) & (table.correlation >= 0))
-    corr = table.correlation[rows]
-    order = np.argsort(corr, kind="stable")
-    return {"corr": corr[order], "ts": table.dur_ns[rows][order]}  # "ts": the looked-up value
+    return _by_correlation(table.correlation[rows], table.dur_ns[rows])
 
 
 def _copy_time(
@@ -578,7 +574,7 @@ def _copy_time(
     return iv.merge(copy_start, end)
 
 
-def _launch_stats(table: EventTable, name_str: npt.NDArray[Any], steps: int) -> dict[str, Any]:
+def _launch_stats(table: EventTable, steps: int) -> dict[str, Any]:
     rows = _matching(table, np.flatnonzero(table.cat == RUNTIME), _LAUNCH)
     dur = table.dur_ns[rows]
     return {
@@ -590,9 +586,8 @@ def _launch_stats(table: EventTable, name_str: npt.NDArray[Any], steps: int) -> 
     }
 
 
-def _call_stats(table: EventTable, name_str: npt.NDArray[Any], calls: Iterable[str]) -> Any:
-    ids = [i for i, n in enumerate(table.names) if n in set(calls)]
-    rows = np.flatnonzero(np.isin(table.name, ids) & (table.cat == RUNTIME))
+def _sync_stats(table: EventTable) -> dict[str, Any]:
+    rows = _matching(table, np.flatnonzero(table.cat == RUNTIME), _SYNC_CALL)
     return {"count": int(rows.size), "time_s": int(table.dur_ns[rows].sum()) / 1e9}
 
 
@@ -639,8 +634,3 @@ def _device_facts(table: EventTable, has_gpu: bool, names: list[str]) -> dict[st
                 facts["compute_capability"] = f"{major}.{minor}"
             facts["memory_bytes"] = props.get("totalGlobalMem")
     return facts
-
-
-def median(values: list[float]) -> float | None:
-    """The median of a list, None when empty."""
-    return statistics.median(values) if values else None

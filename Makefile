@@ -11,7 +11,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[zoo,dev]'
+	$(PY) -m pip install -q -e '.[zoo,optimize,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -24,7 +24,8 @@ def _modules_after(code: str) -> set[str]:
 def test_import_does_not_load_torch() -> None:
     loaded = _modules_after(
         "import pinchpoint, pinchpoint.zoo, pinchpoint.targets, pinchpoint.machine.calibrate, "
-        "pinchpoint.analyzers, pinchpoint.renderers"
+        "pinchpoint.analyzers, pinchpoint.renderers, pinchpoint.remedies, pinchpoint.trials, "
+        "pinchpoint.optimizer; pinchpoint.remedies.Quantize(); pinchpoint.remedies.Prune()"
     )
     assert "pinchpoint" in loaded
     assert not {m for m in loaded if m == "torch" or m.startswith("torch.")}
@@ -66,6 +67,12 @@ def test_public_api_is_pinned() -> None:
         "__version__",
         "load_trace",
         "profile",
+        "OptimizeResult",
+        "Trial",
+        "apply",
+        "optimize",
+        "remedies",
+        "trial",
     }
     for name in pinchpoint.__all__:
         assert getattr(pinchpoint, name) is not None

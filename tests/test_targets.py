@@ -41,8 +41,8 @@ def test_workload_validates_loss_and_optimizer_together() -> None:
     import torch
 
     model = torch.nn.Linear(1, 1)
-    with pytest.raises(WorkloadError, match="has a loss but no optimizer"):
-        Workload(model=model, data=[], loss=lambda m, b: m(b).sum())
+    # A loss alone is an inference workload that remedies may fine-tune with.
+    assert Workload(model=model, data=[], loss=lambda m, b: m(b).sum()).mode == "infer"
     with pytest.raises(WorkloadError, match="has an optimizer but no loss"):
         Workload(model=model, data=[], optimizer=torch.optim.SGD(model.parameters(), lr=1))
     with pytest.raises(WorkloadError, match="model must be callable"):

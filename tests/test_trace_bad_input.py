@@ -508,3 +508,53 @@ def test_the_fuzz_base_is_a_whole_trace() -> None:
     assert set(gpu["kernels"]["by_kind"]) == {"computation", "communication", "memory"}
     assert gpu["comm_comp_overlap"] == 0.0  # gemm 106-114.5 µs, all-reduce 156-176 µs
     assert gpu["span_s"] == pytest.approx(70e-6)
+
+
+def _columns_of(raw: bytes) -> tuple[Any, ...]:
+    table = parse_trace_bytes(raw)
+    return (
+        table.names,
+        table.threads,
+        *(getattr(table, c).tolist() for c in ("cat", "name", "thread", "ts_ns", "dur_ns")),
+        *(getattr(table, c).tolist() for c in ("stream", "correlation", "device")),
+        table.distributed,
+        table.device_properties,
+        table.thread_names,
+        table.issues,
+    )
+
+
+@pytest.mark.parametrize("chunk", [1, 40, 333, 4096])
+@pytest.mark.parametrize("array_form", [False, True])
+def test_chunked_reading_gives_the_same_table_for_any_chunk_size(
+    monkeypatch: pytest.MonkeyPatch, chunk: int, array_form: bool
+) -> None:
+    # Nested lists of objects hold the same "}, {" the reader cuts at, so small chunks cut
+    # inside events too: those chunks fail and the careful reader must give the same table.
+    events = good_events()
+    for i, event in enumerate(events):
+        event["args"] = {**event.get("args", {}), "Input Dims": [{"a": i}, {"b": [{"c": 1}]}]}
+    # Ill-typed events, read the lenient way in whichever chunk they fall: one repaired (a
+    # numeric string), one skipped (no usable time).
+    events.insert(3, x("aten::fixed", 140.0, 1.0) | {"dur": "1.5"})
+    events.insert(5, x("aten::broken", 150.0, 1.0) | {"ts": "soon"})
+    doc: Any = (
+        events
+        if array_form
+        else {
+            "schemaVersion": 1,
+            "deviceProperties": [{"id": 0, "name": "GPU"}],
+            "traceEvents": events,
+            "distributedInfo": {"rank": 3, "world_size": 4},
+            "traceName": "t",
+        }
+    )
+    raw = json.dumps(doc, indent=1).encode()
+    expected = _columns_of(raw)
+    assert expected[-1] == [
+        "1 events with missing or malformed fields were skipped",
+        "1 events had ill-typed fields, read as the nearest valid value",
+    ]
+    assert len(expected[2]) == 7 and (array_form or expected[-4] == {"rank": 3, "world_size": 4})
+    monkeypatch.setattr("pinchpoint.traces._parse._CHUNK_BYTES", chunk)
+    assert _columns_of(raw) == expected

@@ -559,3 +559,16 @@ def test_map_then_reduce_is_load_trace(two_ranks: TraceAnalysis) -> None:
 
 def test_two_worker_processes_give_the_same_analysis(two_ranks: TraceAnalysis) -> None:
     assert load_trace(TWO_RANKS, workers=2).to_dict() == two_ranks.to_dict()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in TRACES.glob("*.json.gz")))
+def test_the_corpus_is_read_as_a_stream_in_one_chunked_pass(name: str) -> None:
+    # The careful reader (every event sliced, then decoded) is for damaged files only; an
+    # intact trace going there would still be right, only slower and bigger.
+    from pinchpoint.traces import _parse
+
+    raw = gzip.decompress((TRACES / name).read_bytes())
+    in_memory = _parse._parse_chunked(_parse._pieces(raw), [])
+    streamed = _parse._stream_file(TRACES / name)
+    assert len(streamed) == len(in_memory) == len(_parse.parse_trace_bytes(raw)) > 0
+    assert streamed.distributed == in_memory.distributed

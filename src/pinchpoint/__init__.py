@@ -24,8 +24,12 @@ from pinchpoint.finding import KINDS, Finding, Remedy
 from pinchpoint.workload import Workload
 
 if TYPE_CHECKING:
+    from pinchpoint import remedies
+    from pinchpoint.optimizer import OptimizeResult, optimize
     from pinchpoint.recorders import Recorder, profile
+    from pinchpoint.remedies import apply
     from pinchpoint.traces import TraceAnalysis, load_trace
+    from pinchpoint.trials import Trial, trial
 
 __version__ = "0.1.0"
 
@@ -35,6 +39,7 @@ __all__ = [
     "DeviceError",
     "Diagnosis",
     "Finding",
+    "OptimizeResult",
     "PinchpointError",
     "Profile",
     "ProfileFormatError",
@@ -43,34 +48,45 @@ __all__ = [
     "Step",
     "TraceAnalysis",
     "TraceFormatError",
+    "Trial",
     "Workload",
     "WorkloadError",
     "__version__",
+    "apply",
     "diagnose",
     "load_trace",
+    "optimize",
     "profile",
+    "remedies",
+    "trial",
 ]
 
-_LAZY = {"Recorder", "profile"}
-_LAZY_TRACES = {"TraceAnalysis", "load_trace"}
+# Recording needs torch, trace analysis numpy: names load from their modules on first use.
+_LAZY: dict[str, str] = {
+    "Recorder": "pinchpoint.recorders",
+    "profile": "pinchpoint.recorders",
+    "TraceAnalysis": "pinchpoint.traces",
+    "load_trace": "pinchpoint.traces",
+    "apply": "pinchpoint.remedies",
+    "Trial": "pinchpoint.trials",
+    "trial": "pinchpoint.trials",
+    "OptimizeResult": "pinchpoint.optimizer",
+    "optimize": "pinchpoint.optimizer",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Recording needs torch, trace analysis numpy: load them only when a user reaches for them.
-    if name in _LAZY:
-        from pinchpoint import recorders
+    import importlib
 
-        value = getattr(recorders, name)
-        globals()[name] = value
-        return value
-    if name in _LAZY_TRACES:
-        from pinchpoint import traces
-
-        value = getattr(traces, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'pinchpoint' has no attribute {name!r}")
+    if name == "remedies":
+        value: Any = importlib.import_module("pinchpoint.remedies")
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'pinchpoint' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY | _LAZY_TRACES)
+    return sorted(set(globals()) | set(_LAZY) | {"remedies"})

@@ -79,10 +79,9 @@ def self_ns(
     """Each event's duration less its direct children's, from how events nest on each thread.
 
     Vectorised: per thread, events sorted by start (longest first at equal starts) get their
-    nesting depth from how many earlier events are still open at their start; the subtree of an
-    event is the run of later events on its thread until one is no deeper than it, and its
-    direct children are those one level deeper. Partly overlapping events (malformed traces)
-    never make a self time negative.
+    nesting depth from how many earlier events are still open at their start; an event's parent
+    is the nearest earlier event one level up (see below). Partly overlapping events (malformed
+    traces) never make a self time negative.
     """
     n = starts.size
     out: npt.NDArray[np.int64] = np.array(durations, dtype=np.int64)
@@ -91,24 +90,23 @@ def self_ns(
     order = np.lexsort((-durations, starts, threads))
     t, s, d = threads[order], starts[order], durations[order]
     depth = np.zeros(n, dtype=np.int64)
-    bounds = np.flatnonzero(np.r_[True, t[1:] != t[:-1], True])
+    bounds = np.flatnonzero(np.concatenate(([True], t[1:] != t[:-1], [True])))
     for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
         depth[lo:hi] = _depths(s[lo:hi], d[lo:hi])
+    # An event's parent is the nearest earlier event one level up: on its thread, every event
+    # between the two is nested deeper (or it would have closed the parent), and depths restart
+    # at 0 on each thread. So each level's children find their parents with one binary search
+    # over the level above, the events grouped by depth once.
+    by_depth = np.argsort(depth, kind="stable")
+    level_bounds = np.searchsorted(depth[by_depth], np.arange(int(depth.max()) + 2))
     child_total = np.zeros(n, dtype=np.int64)
-    first_of_thread = np.zeros(n, dtype=bool)
-    first_of_thread[bounds[:-1]] = True
-    for level in range(int(depth.max())):
-        parents = np.flatnonzero(depth == level)
-        kids = np.flatnonzero(depth == level + 1)
-        if kids.size == 0:
+    for level in range(len(level_bounds) - 2):
+        parents = by_depth[level_bounds[level] : level_bounds[level + 1]]
+        kids = by_depth[level_bounds[level + 1] : level_bounds[level + 2]]
+        if kids.size == 0 or parents.size == 0:
             continue
-        stops = np.flatnonzero((depth <= level) | first_of_thread)
-        after = np.searchsorted(stops, parents, side="right")
-        subtree_end = np.where(after < stops.size, stops[np.minimum(after, stops.size - 1)], n)
-        csum = np.r_[0, np.cumsum(d[kids])]
-        first = np.searchsorted(kids, parents, side="right")
-        last = np.searchsorted(kids, subtree_end, side="left")
-        child_total[parents] = csum[last] - csum[first]
+        parent_of = parents[np.searchsorted(parents, kids) - 1]
+        child_total += np.bincount(parent_of, weights=d[kids], minlength=n).astype(np.int64)
     out[order] = np.maximum(d - child_total, 0)
     return out
 

@@ -12,9 +12,11 @@ from typing import Any, Literal
 
 from pinchpoint.errors import WorkloadError
 
-__all__ = ["Mode", "Workload", "call_model", "first_batch_size"]
+__all__ = ["AUTOCAST_DTYPES", "Mode", "Workload", "call_model", "first_batch_size"]
 
 Mode = Literal["train", "infer"]
+#: The ``autocast`` settings a workload accepts: the autocast dtypes, by short name.
+AUTOCAST_DTYPES = ("bf16", "fp16")
 
 
 @dataclass
@@ -25,8 +27,11 @@ class Workload:
         model: the ``torch.nn.Module`` to run.
         data: an iterable of batches (a DataLoader, a list...), iterated again when it runs out;
             or one batch (a tensor or a dict of tensors) used at every step.
-        loss: ``loss(model, batch) -> scalar tensor``; training only.
-        optimizer: a ``torch.optim.Optimizer`` over the model's parameters; training only.
+        loss: ``loss(model, batch) -> scalar tensor``. Training needs it; an inference
+            workload may carry one too, for the remedies that fine-tune a changed model
+            (pruning, distillation).
+        optimizer: a ``torch.optim.Optimizer`` over the model's parameters: with it the
+            workload trains, without it it runs inference.
         evaluate: ``evaluate(model) -> float``, the quality of a model on held-out data.
         name: a short name used in reports.
         metric: what ``evaluate`` returns (``"accuracy"``, ``"val_loss"``, ``"cosine"``...).
@@ -35,6 +40,25 @@ class Workload:
         memory_budget_bytes: the memory the workload must fit in (a smaller GPU it will run on,
             a container's limit); diagnosis checks the peak against it. Default: the device's
             memory, or the process's limit on a CPU.
+        threads: the intra-op threads torch uses while it runs (None: torch's setting).
+        accumulate: training only: micro-batches per optimizer step. Each batch's loss is
+            divided by it before backward; gradients are zeroed only after an optimizer step.
+            1 (the default) steps the optimizer on every batch.
+        autocast: training only: ``"bf16"`` or ``"fp16"`` runs the forward pass and the loss
+            under ``torch.autocast`` with that dtype (fp16 on CUDA with a gradient scaler);
+            None (the default) runs in the model's own precision.
+        max_grad_norm: training only: clip the parameters' gradient norm to this before every
+            optimizer step (None, the default: no clipping). A recorded step's ``grad_norm``
+            is the norm before clipping.
+        grad_norm_type: the p of the p-norm that ``max_grad_norm`` clips (2.0; ``inf`` for
+            the largest absolute value).
+        lr_schedule: training only: the learning-rate factor of each optimizer step. Step
+            ``n`` (counted from 0) runs every param group at its base rate times
+            ``lr_schedule(n)``; the base (``initial_lr``, the group's ``lr`` when a run first
+            meets it) and the count (``scheduled_steps``) live in the group, so a later run
+            carries the schedule on. None (the default) leaves the learning rate alone.
+        applied: the labels of the remedies applied to it, in order (set by
+            :func:`pinchpoint.apply`).
     """
 
     model: Any
@@ -47,31 +71,56 @@ class Workload:
     greater_is_better: bool = True
     description: str = ""
     memory_budget_bytes: int | None = None
+    threads: int | None = None
+    accumulate: int = 1
+    autocast: str | None = None
+    max_grad_norm: float | None = None
+    grad_norm_type: float = 2.0
+    lr_schedule: Callable[[int], float] | None = None
+    applied: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not callable(self.model):
             raise WorkloadError(f"workload {self.name!r}: model must be callable (a torch module)")
         if self.data is None:
             raise WorkloadError(f"workload {self.name!r}: data is missing")
-        if (self.loss is None) != (self.optimizer is None):
-            given, missing = (
-                ("loss", "optimizer") if self.optimizer is None else ("optimizer", "loss")
-            )
-            article = "an" if given == "optimizer" else "a"
+        if self.optimizer is not None and self.loss is None:
             raise WorkloadError(
-                f"workload {self.name!r} has {article} {given} but no {missing}: "
-                "give both to train, or neither to run inference"
+                f"workload {self.name!r} has an optimizer but no loss: give both to train, "
+                "or no optimizer to run inference"
             )
         if self.loss is not None and not callable(self.loss):
             raise WorkloadError(f"workload {self.name!r}: loss must be a function (model, batch)")
         if self.memory_budget_bytes is not None and self.memory_budget_bytes <= 0:
             raise WorkloadError(f"workload {self.name!r}: memory_budget_bytes must be positive")
+        if self.threads is not None and self.threads < 1:
+            raise WorkloadError(f"workload {self.name!r}: threads must be at least 1")
         if self.evaluate is not None and not callable(self.evaluate):
             raise WorkloadError(f"workload {self.name!r}: evaluate must be a function (model)")
+        self._check_training_settings()
+
+    def _check_training_settings(self) -> None:
+        if isinstance(self.accumulate, bool) or not isinstance(self.accumulate, int):
+            raise WorkloadError(f"workload {self.name!r}: accumulate must be an integer")
+        if self.accumulate < 1:
+            raise WorkloadError(f"workload {self.name!r}: accumulate must be at least 1")
+        if self.autocast not in (None, *AUTOCAST_DTYPES):
+            raise WorkloadError(
+                f"workload {self.name!r}: autocast must be None, 'bf16' or 'fp16', "
+                f"not {self.autocast!r}"
+            )
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise WorkloadError(f"workload {self.name!r}: max_grad_norm must be positive")
+        if not self.grad_norm_type > 0:
+            raise WorkloadError(f"workload {self.name!r}: grad_norm_type must be positive")
+        if self.lr_schedule is not None and not callable(self.lr_schedule):
+            raise WorkloadError(
+                f"workload {self.name!r}: lr_schedule must be a function (optimizer step)"
+            )
 
     @property
     def mode(self) -> Mode:
-        """``"train"`` when the workload has a loss and an optimizer, else ``"infer"``."""
+        """``"train"`` when the workload has an optimizer (and so a loss), else ``"infer"``."""
         return "train" if self.optimizer is not None else "infer"
 
     def batches(self) -> Iterator[Any]:

@@ -2,23 +2,28 @@
 
 The loop is the one a user would write (zero_grad, loss, backward, step; or a forward under
 ``torch.inference_mode``) and goes through the same :class:`Recorder` calls a user's own loop does,
-so a Workload and a hand-written loop give the same Profile.
+so a Workload and a hand-written loop give the same Profile. A training workload's settings
+(gradient accumulation, autocast, gradient clipping, a learning-rate schedule) are honoured the
+way a user's loop would: each recorded step is one micro-batch, clipping and the schedule run in
+optimizer step hooks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
 from pinchpoint._profile import Profile, Step
+from pinchpoint._threads import torch_threads
 from pinchpoint.errors import DeviceError, PinchpointError, WorkloadError
 from pinchpoint.recorders.recorder import Recorder
 from pinchpoint.workload import Workload, call_model
 
-__all__ = ["move_model", "profile", "resolve_device"]
+__all__ = ["TrainingLoop", "installed", "move_model", "profile", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -89,18 +94,20 @@ def profile(
         on_step=on_step,
     )
     total = recorder.steps_for(steps)
+    loop = TrainingLoop(workload, model, target) if training else None
     # Start from a collected heap: a full collection of garbage left by loading the workload
     # would otherwise land in one of the measured steps.
     gc.collect()
     try:
-        for batch in recorder.data(workload.batches(), steps=total):
-            with recorder.step():
-                batch = recorder.to_device(batch)
-                if training:
-                    _train_step(workload, model, batch, recorder)
-                else:
-                    with torch.inference_mode():
-                        call_model(model, batch)
+        with torch_threads(workload.threads), installed(loop):
+            for batch in recorder.data(workload.batches(), steps=total):
+                with recorder.step():
+                    batch = recorder.to_device(batch)
+                    if loop is not None:
+                        loop.step(batch, recorder)
+                    else:
+                        with torch.inference_mode():
+                            call_model(model, batch)
     except PinchpointError:
         raise
     except Exception as exc:
@@ -117,16 +124,118 @@ def profile(
     return result
 
 
-def _train_step(workload: Workload, model: Any, batch: Any, recorder: Recorder) -> None:
-    optimizer = workload.optimizer
-    assert workload.loss is not None  # mode == "train" guarantees it
-    optimizer.zero_grad(set_to_none=True)
-    loss = workload.loss(model, batch)
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise WorkloadError(
-            f"workload {workload.name!r}: loss(model, batch) must return a scalar tensor, "
-            f"got {type(loss).__name__}"
+@contextlib.contextmanager
+def installed(loop: TrainingLoop | None) -> Iterator[None]:
+    """The training loop's optimizer hooks for the block (nothing for inference)."""
+    if loop is None:
+        yield
+        return
+    loop.install()
+    try:
+        yield
+    finally:
+        loop.remove()
+
+
+class TrainingLoop:
+    """One micro-batch per recorded step, with the workload's training settings.
+
+    Gradients are zeroed at the first micro-batch of each accumulation cycle and the optimizer
+    steps at its last. Clipping and the learning-rate schedule are optimizer step hooks added
+    after the Recorder's own, so the recorded gradient norm is the one before clipping and the
+    clipping counts as optimizer time.
+    """
+
+    def __init__(self, workload: Workload, model: Any, device: torch.device) -> None:
+        assert workload.loss is not None  # mode == "train" guarantees it
+        self.workload = workload
+        self.model = model
+        self.loss = workload.loss
+        self.optimizer = workload.optimizer
+        self.accumulate = workload.accumulate
+        self.micro = 0
+        self.device_type = device.type
+        self.dtype = _AUTOCAST_DTYPES[workload.autocast] if workload.autocast else None
+        # fp16 gradients underflow without loss scaling; bf16 keeps fp32's exponent range.
+        self.scaler = (
+            torch.amp.GradScaler(device.type)
+            if self.dtype is torch.float16 and device.type == "cuda"
+            else None
         )
-    recorder.record_loss(loss)
-    loss.backward()
-    optimizer.step()
+        self._handles: list[Any] = []
+
+    def install(self) -> None:
+        if self.workload.max_grad_norm is not None:
+            self._handles.append(self.optimizer.register_step_pre_hook(self._clip))
+        if self.workload.lr_schedule is not None:
+            for group in self.optimizer.param_groups:
+                group.setdefault("initial_lr", float(group["lr"]))
+                group.setdefault("scheduled_steps", 0)
+                self._set_lr(group)
+            self._handles.append(self.optimizer.register_step_post_hook(self._advance_schedule))
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def step(self, batch: Any, recorder: Recorder) -> None:
+        first = self.micro % self.accumulate == 0
+        last = self.micro % self.accumulate == self.accumulate - 1
+        self.micro += 1
+        if first:
+            self.optimizer.zero_grad(set_to_none=True)
+        autocast = (
+            torch.autocast(self.device_type, dtype=self.dtype)
+            if self.dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            loss = self.loss(self.model, batch)
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise WorkloadError(
+                f"workload {self.workload.name!r}: loss(model, batch) must return a scalar "
+                f"tensor, got {type(loss).__name__}"
+            )
+        recorder.record_loss(loss)
+        if self.accumulate > 1:
+            # The mean over the cycle's micro-batches, so the summed gradient is the big batch's.
+            loss = loss / self.accumulate
+        if self.scaler is None:
+            loss.backward()
+            if last:
+                self.optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        if last:
+            if self.workload.max_grad_norm is not None:
+                # Clipping needs true gradients; a fused optimizer would otherwise see them scaled.
+                self.scaler.unscale_(self.optimizer)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+
+    def _clip(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        max_norm = self.workload.max_grad_norm
+        assert max_norm is not None  # install() registers it only then
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(
+            [p for p in params if p.grad is not None],
+            max_norm,
+            norm_type=self.workload.grad_norm_type,
+        )
+
+    def _advance_schedule(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        for group in optimizer.param_groups:
+            group["scheduled_steps"] = group.get("scheduled_steps", 0) + 1
+            self._set_lr(group)
+
+    def _set_lr(self, group: dict[str, Any]) -> None:
+        assert self.workload.lr_schedule is not None  # install() registers it only then
+        lr = group["initial_lr"] * float(self.workload.lr_schedule(group["scheduled_steps"]))
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

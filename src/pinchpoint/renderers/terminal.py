@@ -20,6 +20,7 @@ from pinchpoint.diagnosis import Diagnosis
 from pinchpoint.finding import Finding
 
 if TYPE_CHECKING:
+    from pinchpoint.optimizer import OptimizeResult
     from pinchpoint.traces import TraceAnalysis
 
 __all__ = [
@@ -361,3 +362,77 @@ def render_trace(analysis: TraceAnalysis) -> RenderableType:
     ranks = len(analysis.ranks)
     title = f"[bold]trace[/] · {escape(analysis.source)} · {ranks} rank{'s' * (ranks != 1)}"
     return Panel(Group(*parts), title=title, title_align="left")
+
+
+def _quality(value: float | None) -> str:
+    return "—" if value is None or value != value else f"{value:.4g}"
+
+
+def render_optimize(result: OptimizeResult) -> RenderableType:
+    """One screen for an optimize run: the answer first, then every trial with its verdict."""
+    chosen = result.chosen
+    if result.best is not None and chosen is not None and chosen.trial is not None:
+        t = chosen.trial
+        headline = Text.assemble(
+            ("Best: ", "bold green"),
+            " + ".join(chosen.candidate.labels),
+            f" — {t.speedup:.2f}× faster ({t.speedup_ci[0]:.2f}–{t.speedup_ci[1]:.2f}), "
+            f"{t.quality_metric} {_quality(t.quality)} (drop {_quality(t.quality_drop)}, "
+            f"budget {t.budget}), {format_bytes(t.size_bytes)}",
+        )
+    elif chosen is not None:
+        headline = Text.assemble(
+            ("No candidate met the budget. ", "bold yellow"),
+            "Best effort kept: " + " + ".join(chosen.candidate.labels) + f" ({chosen.why})",
+        )
+    else:
+        headline = Text("Nothing could be measured.", style="bold yellow")
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("#", justify="right")
+    table.add_column("remedies", overflow="fold")
+    table.add_column("speed-up", justify="right")
+    table.add_column("95% CI", justify="right")
+    table.add_column("quality", justify="right")
+    table.add_column("drop", justify="right")
+    table.add_column("size", justify="right")
+    table.add_column("verdict", overflow="fold")
+    for i, record in enumerate(result.records):
+        measured = record.trial
+        mark = "★ " if i == result.best else ("◆ " if i in result.pareto else "")
+        if measured is None:
+            table.add_row(
+                str(i),
+                escape(" + ".join(record.candidate.labels)),
+                "—",
+                "—",
+                "—",
+                "—",
+                "—",
+                escape(record.why),
+            )
+            continue
+        table.add_row(
+            str(i),
+            escape(" + ".join(record.candidate.labels)),
+            f"{measured.speedup:.2f}×",
+            f"{measured.speedup_ci[0]:.2f}–{measured.speedup_ci[1]:.2f}",
+            _quality(measured.quality),
+            _quality(measured.quality_drop),
+            format_bytes(measured.size_bytes),
+            Text(
+                mark + ("accepted: " if measured.accepted else "") + measured.why,
+                style="green" if measured.accepted else "",
+            ),
+        )
+    base = result.baseline
+    facts = Text(
+        f"baseline: {base.get('quality_metric', 'quality')} {_quality(base.get('quality'))}, "
+        f"{format_seconds(base.get('time_s'))} per {base.get('time_unit', 'batch')}, "
+        f"{format_bytes(base.get('size_bytes'))} · objective {result.objective} · budget "
+        f"{result.budget} · {len(result.records)} trials in {result.seconds:.0f} s"
+        + (" (time budget reached)" if result.stopped_early else "")
+        + " · ★ best, ◆ Pareto frontier",
+        style="dim",
+    )
+    title = f"[bold]optimize[/] · {escape(result.target)}"
+    return Panel(Group(headline, Text(""), table, Text(""), facts), title=title, title_align="left")

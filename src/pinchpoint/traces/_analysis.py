@@ -18,9 +18,9 @@ import gc
 import multiprocessing
 import os
 import sys
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,15 +157,42 @@ def load_trace(
     if workers <= 1:
         summaries = [analyze_file(f, i) for i, f in enumerate(files)]
     else:
-        # Objects the workers inherit stay out of their collector's reach: a collection in a
-        # forked child would touch (and so copy) every page of the parent's heap.
-        gc.freeze()
-        try:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-                summaries = list(pool.map(analyze_file, files, range(len(files))))
-        finally:
-            gc.unfreeze()
+        summaries = _map_in_processes(files, workers)
     return combine(summaries, source=str(path), analyzers=analyzers)
+
+
+def _map_in_processes(files: Sequence[Path], workers: int) -> list[dict[str, Any]]:
+    """``analyze_file`` over ``files`` in ``workers`` processes: this one and ``workers - 1``
+    children.
+
+    Children take files from the front of the list (each with one more queued, so none waits on
+    the parent), this process from the back, until none is left; no process sits idle waiting
+    for the others, and one fewer interpreter is started than with a pool of ``workers``.
+    """
+    results: list[dict[str, Any] | None] = [None] * len(files)
+    queue = deque(range(len(files)))
+    children = workers - 1
+    # Objects the children inherit stay out of their collector's reach: a collection in a
+    # forked child would touch (and so copy) every page of the parent's heap.
+    gc.freeze()
+    try:
+        with ProcessPoolExecutor(max_workers=children, mp_context=_pool_context()) as pool:
+            running: dict[Future[dict[str, Any]], int] = {}
+            while queue or running:
+                while queue and len(running) < 2 * children:
+                    i = queue.popleft()
+                    running[pool.submit(analyze_file, files[i], i)] = i
+                if queue:
+                    i = queue.pop()
+                    results[i] = analyze_file(files[i], i)
+                    finished = [f for f in running if f.done()]
+                else:
+                    finished = list(wait(running, return_when=FIRST_COMPLETED).done)
+                for future in finished:
+                    results[running.pop(future)] = future.result()
+    finally:
+        gc.unfreeze()
+    return [r for r in results if r is not None]
 
 
 def combine(

@@ -37,7 +37,7 @@ def merge(starts: Array, ends: Array) -> Intervals:
     new_group[0] = True
     new_group[1:] = s[1:] > running_end[:-1]
     group_starts = s[new_group]
-    last_of_group = np.flatnonzero(np.r_[new_group[1:], True])
+    last_of_group = np.flatnonzero(np.append(new_group[1:], True))
     group_ends = running_end[last_of_group]
     keep = group_ends > group_starts
     return group_starts[keep], group_ends[keep]

@@ -24,10 +24,13 @@ import gzip
 import math
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import compress
+from operator import attrgetter
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, Union, cast
 
 import msgspec
 import numpy as np
@@ -85,23 +88,28 @@ _INT64_MAX = 2**63 - 1
 _US_LIMIT = 9.0e15  # microseconds whose nanoseconds still fit in int64
 
 
-class _Args(msgspec.Struct, gc=False):
-    stream: int | str | None = None
-    correlation: int | None = None
-    device: int | None = None
+class _Args(msgspec.Struct, gc=False, frozen=True):
+    # Absent ids default to -1 (the columns' "none"), so a batch usually converts to numpy
+    # without a Python-level pass; an explicit null still decodes, as None.
+    stream: int | str | None = -1
+    correlation: int | None = -1
+    device: int | None = -1
     name: str | None = None
     labels: str | None = None
+
+
+_NO_ARGS = _Args()
 
 
 class _Event(msgspec.Struct, gc=False):
     ph: str = ""
     cat: str = ""
     name: str = ""
-    ts: float | None = None
-    dur: float | None = None
+    ts: float | None = math.nan
+    dur: float | None = math.nan
     pid: int | str = 0
     tid: int | str = 0
-    args: _Args | None = None
+    args: _Args | None = _NO_ARGS
 
 
 class _Envelope(msgspec.Struct):
@@ -110,16 +118,36 @@ class _Envelope(msgspec.Struct):
     deviceProperties: list[Any] | None = None
 
 
-class _Whole(msgspec.Struct):
-    traceEvents: list[_Event] | None = None
-    distributedInfo: Any = None
-    deviceProperties: Any = None
+class _Complete(msgspec.Struct, gc=False, tag="X", tag_field="ph"):
+    """A complete event (``ph: "X"``): the only kind that becomes a row."""
+
+    cat: str = ""
+    name: str = ""
+    ts: float | None = math.nan
+    dur: float | None = math.nan
+    pid: int | str = 0
+    tid: int | str = 0
+    args: _Args | None = _NO_ARGS
 
 
-_EVENTS = msgspec.json.Decoder(list[_Event])
-_WHOLE = msgspec.json.Decoder(_Whole)
-#: Files up to this size are decoded in one pass; larger ones in batches of raw slices.
-_WHOLE_BYTES = 64 * 2**20
+class _MetaEvent(msgspec.Struct, gc=False, tag="M", tag_field="ph"):
+    """A metadata event (``ph: "M"``): process and thread names."""
+
+    name: str = ""
+    pid: int | str = 0
+    tid: int | str = 0
+    args: _Args | None = _NO_ARGS
+
+
+# Every other phase of the Chrome trace format decodes to an empty record: msgspec then skips
+# its fields without building them (flow events are a third of a training trace). A phase not
+# listed fails validation and its chunk is read the lenient way, which keeps it.
+_SKIPPED = tuple(
+    msgspec.defstruct(f"_Phase{i}", [], tag=ph, tag_field="ph", gc=False)
+    for i, ph in enumerate("BEiIbnestfpPONDRCcSTF()")
+)
+_EVENT_TYPES = (_Complete, _MetaEvent, *_SKIPPED)
+_EVENTS: msgspec.json.Decoder[list[Any]] = msgspec.json.Decoder(list[Union[_EVENT_TYPES]])  # type: ignore[valid-type]  # noqa: UP007
 _ONE_EVENT = msgspec.json.Decoder(_Event)
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
@@ -160,8 +188,17 @@ class EventTable:
 
 
 def read_trace(path: str | Path) -> EventTable:
-    """The event table of the trace file at ``path`` (``.json`` or gzip-compressed)."""
+    """The event table of the trace file at ``path`` (``.json`` or gzip-compressed).
+
+    An intact file is read as a stream (decompressed and decoded a piece at a time, so neither
+    its compressed nor its decompressed text is ever held whole); a file the stream reader
+    cannot take as it is (damaged, truncated, not UTF-8) is read again whole, the careful way.
+    """
     path = Path(path)
+    try:
+        return _stream_file(path)
+    except (_Careful, EOFError, OSError, zlib.error):
+        pass
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -178,6 +215,26 @@ def read_trace(path: str | Path) -> EventTable:
     except TraceFormatError as exc:
         raise TraceFormatError(f"{path}: {exc}") from None
     return table
+
+
+def _stream_file(path: Path) -> EventTable:
+    """The table of an intact trace file, read and decoded one piece at a time."""
+    with path.open("rb") as raw:
+        if raw.read(2) == b"\x1f\x8b":
+            raw.seek(0)
+            with _gzip_reader(raw) as unzipped:
+                return _parse_chunked(iter(partial(unzipped.read, _CHUNK_BYTES), b""), [])
+        raw.seek(0)
+        return _parse_chunked(iter(partial(raw.read, _CHUNK_BYTES), b""), [])
+
+
+def _gzip_reader(raw: BinaryIO) -> BinaryIO:
+    """A reader of the decompressed stream: ISA-L's when installed (about twice zlib's speed)."""
+    try:
+        from isal import igzip
+    except ImportError:  # pragma: no cover - isal ships wheels for the usual platforms
+        return cast("BinaryIO", gzip.GzipFile(fileobj=raw))
+    return cast("BinaryIO", igzip.IGzipFile(fileobj=raw))  # type: ignore[no-untyped-call]
 
 
 def _gunzip(raw: bytes, path: Path, issues: list[str]) -> bytes:
@@ -209,22 +266,6 @@ def _fast_gunzip(raw: bytes) -> bytes:
 def parse_trace_bytes(raw: bytes, issues: list[str] | None = None) -> EventTable:
     """The event table of a trace held in memory as JSON bytes (see the module docstring)."""
     issues = [] if issues is None else issues
-    envelope, events = _split(raw, issues)
-    table = _columns(events, issues)
-    del events
-    if envelope is not None:
-        if isinstance(envelope.distributedInfo, dict):
-            table.distributed = envelope.distributedInfo
-        if isinstance(envelope.deviceProperties, list):
-            table.device_properties = [p for p in envelope.deviceProperties if isinstance(p, dict)]
-    table.issues = issues
-    return table
-
-
-def _split(
-    raw: bytes, issues: list[str]
-) -> tuple[_Envelope | None, list[msgspec.Raw] | list[_Event]]:
-    """The top-level metadata and the raw event slices, repairing what can be repaired."""
     start = raw[:64].lstrip()[:1]
     if start not in (b"{", b"["):
         if not raw.strip():
@@ -232,22 +273,242 @@ def _split(
         raise TraceFormatError("not a trace: the file is not JSON")
     is_array = start == b"["
     try:
-        return _decode_split(raw, is_array)
+        return _parse_chunked(_pieces(raw), issues)
+    except _BadUtf8:
+        raw = raw.decode("utf-8", errors="replace").encode("utf-8")
+        issues.append("invalid UTF-8 in the file was replaced with U+FFFD")
+        try:
+            return _parse_chunked(_pieces(raw), issues)
+        except _Careful:
+            pass
+    except _Careful:
+        pass
+    envelope, events = _split(raw, is_array, issues)
+    columns = _Columns()
+    for lo in range(0, len(events), _BATCH):
+        columns.add(_decode_raws(events[lo : lo + _BATCH], columns))
+    table = columns.table(issues)
+    if envelope is not None:
+        _set_metadata(table, envelope.distributedInfo, envelope.deviceProperties)
+    return table
+
+
+def _pieces(raw: bytes) -> Iterator[memoryview]:
+    view = memoryview(raw)
+    for lo in range(0, len(raw), _CHUNK_BYTES):
+        yield view[lo : lo + _CHUNK_BYTES]
+
+
+class _Careful(Exception):
+    """The chunked reader cannot read this file as it is; the careful reader will."""
+
+
+class _BadUtf8(_Careful):
+    """The file holds invalid UTF-8: replace it, then read again."""
+
+
+#: Where one top-level event ends and the next begins (only ever trusted once both chunks decode).
+_BETWEEN_EVENTS = re.compile(rb"\}\s*,\s*\{")
+#: Bytes read (and decoded) at a time; also about the size of a decoded chunk.
+_CHUNK_BYTES = 2**20
+#: The last boundary is looked for in this many bytes at the end of the buffer first.
+_BOUNDARY_WINDOW = 2**16
+_TRAILING = "trailing characters"
+_KEY = b'"traceEvents"'
+
+
+def _parse_chunked(pieces: Iterable[bytes | memoryview], issues: list[str]) -> EventTable:
+    """Decode the events array from successive pieces of the file, chunk by chunk, into columns.
+
+    Each time a piece arrives, the text up to the last boundary between two events (a byte
+    search for ``}, {``) is decoded and goes to the columns; the rest waits for the next piece.
+    So the file is parsed once, and what is held at any time is one piece, one chunk's records
+    and the columns: memory does not grow with the file beyond its columns.
+
+    The boundary search can also match inside an event; such a cut leaves unbalanced JSON, its
+    chunk fails to decode and the careful reader takes over. As the first chunk starts at the
+    array's opening bracket, every chunk that decodes ends at a real boundary. The last chunk
+    runs to the end of the file: msgspec reports where the array ends as "trailing characters",
+    and what follows is the rest of the top-level object, whose metadata is read with the text
+    before the array.
+    """
+    stream = iter(pieces)
+    rest, is_array, head = _head(stream)
+    columns = _Columns()
+    # ``buf`` always starts with "[": a chunk is decoded in place, with the byte after its last
+    # event's "}" (a comma or a space) briefly made the array's closing "]".
+    buf = bytearray(b"[")
+    buf += rest
+    for piece in stream:
+        buf += piece
+        boundary = _last_boundary(buf)
+        if boundary is None:
+            continue  # no whole event yet: read on
+        end = boundary.start() + 1
+        saved = buf[end]
+        buf[end] = ord("]")
+        with memoryview(buf) as view:
+            events = _decode_chunk(view[: end + 1], columns)
+        buf[end] = saved
+        columns.add(events)
+        del events
+        buf[1 : boundary.end() - 1] = b""
+    last = bytes(buf)
+    del buf
+    tail = b""
+    try:
+        events = _EVENTS.decode(last)
+    except UnicodeDecodeError:
+        raise _BadUtf8 from None
+    except msgspec.ValidationError:
+        events = _decode_chunk(_array_part(last), columns)
+        tail = last[len(_array_part(last)) :]
+    except msgspec.DecodeError as exc:
+        offset = _error_offset(exc)
+        if offset is None or _TRAILING not in str(exc):
+            raise _Careful from None
+        cut = _array_end(last, offset)
+        events = _decode_chunk(last[:cut], columns)
+        tail = last[cut:]
+    else:
+        if not is_array:
+            raise _Careful  # the object never closes: a truncated file
+    columns.add(events)
+    table = columns.table(issues)
+    if not is_array:
+        meta = _metadata_around(head, tail)
+        _set_metadata(table, meta.distributedInfo, meta.deviceProperties)
+    return table
+
+
+def _head(stream: Iterator[bytes | memoryview]) -> tuple[bytes, bool, bytes]:
+    """Read up to the events array's ``[``: what follows it, whether the file is an array, and
+    the text before the ``"traceEvents"`` key (the metadata Kineto writes first)."""
+    buf = b""
+    while True:
+        first = buf.lstrip()[:1]
+        if first == b"[":
+            return buf[buf.index(b"[") + 1 :], True, b""
+        if first == b"{":
+            key = buf.find(_KEY)
+            begin = buf.find(b"[", key) if key >= 0 else -1
+            if begin >= 0:
+                if buf[key + len(_KEY) : begin].strip() != b":":
+                    raise _Careful
+                return buf[begin + 1 :], False, buf[:key]
+        elif first:
+            raise _Careful  # not JSON: the careful reader says so in its words
+        piece = next(stream, None)
+        if piece is None or len(buf) > _HEAD_LIMIT:
+            raise _Careful
+        buf += piece
+
+
+#: A file whose first this many bytes hold no events array is left to the careful reader.
+_HEAD_LIMIT = 2**26
+
+
+def _last_boundary(buf: bytes | bytearray) -> re.Match[bytes] | None:
+    """The last ``}, {`` in ``buf``: looked for near the end first, then everywhere."""
+    window = max(0, len(buf) - _BOUNDARY_WINDOW)
+    last = None
+    for last in _BETWEEN_EVENTS.finditer(buf, window):  # noqa: B007 - the last one is wanted
+        pass
+    if last is None and window:
+        for last in _BETWEEN_EVENTS.finditer(buf):  # noqa: B007
+            pass
+    return last
+
+
+def _array_part(last: bytes) -> bytes:
+    """The events array at the start of ``last`` (what comes before the trailing text)."""
+    try:
+        _RAW_LIST.decode(last)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        offset = _error_offset(exc) if isinstance(exc, msgspec.DecodeError) else None
+        if offset is not None and _TRAILING in str(exc):
+            return last[: _array_end(last, offset)]
+        raise _Careful from None
+    return last
+
+
+def _array_end(last: bytes, offset: int) -> int:
+    """Just past the ``]`` that closes the array, given where msgspec saw trailing text start.
+
+    msgspec's offset points at or just past the first trailing byte, depending on the version;
+    the closing bracket is the last ``]`` before it either way.
+    """
+    return last.rfind(b"]", 0, offset) + 1
+
+
+class _Metadata(msgspec.Struct):
+    distributedInfo: Any = None
+    deviceProperties: Any = None
+
+
+_METADATA = msgspec.json.Decoder(_Metadata)
+
+
+def _metadata_around(head: bytes, tail: bytes) -> _Metadata:
+    """The top-level object without its events: the text before and after the array, joined."""
+    before = head.rstrip()
+    before = before[:-1] if before.endswith(b",") else before
+    after = tail.lstrip()
+    if before.rstrip().endswith(b"{") and after.startswith(b","):
+        after = after[1:]
+    try:
+        return _METADATA.decode(before + after)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise _Careful from None
+
+
+def _set_metadata(table: EventTable, distributed: Any, device_properties: Any) -> None:
+    if isinstance(distributed, dict):
+        table.distributed = distributed
+    if isinstance(device_properties, list):
+        table.device_properties = [p for p in device_properties if isinstance(p, dict)]
+
+
+def _decode_chunk(chunk: bytes | bytearray | memoryview, columns: _Columns) -> list[Any]:
+    """The events of a JSON array, the lenient way where one is ill-typed."""
+    try:
+        return _EVENTS.decode(chunk)
+    except UnicodeDecodeError:
+        raise _BadUtf8 from None
+    except msgspec.ValidationError:
+        pass
+    except msgspec.DecodeError:
+        raise _Careful from None
+    try:
+        raws = _RAW_LIST.decode(chunk)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise _Careful from None
+    return _decode_raws(raws, columns)
+
+
+def _decode_raws(raws: Sequence[msgspec.Raw], columns: _Columns) -> list[Any]:
+    """The events of raw slices: in one pass, or one by one where some are damaged."""
+    try:
+        return _EVENTS.decode(b"[" + b",".join(raws) + b"]")
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        decoded, bad, fixed = _decode_leniently(raws)
+        columns.skipped += bad
+        columns.coerced += fixed
+        return decoded
+
+
+def _split(
+    raw: bytes, is_array: bool, issues: list[str]
+) -> tuple[_Envelope | None, list[msgspec.Raw]]:
+    """The top-level metadata and the raw event slices, repairing what can be repaired."""
+    try:
+        return _decode_split_raw(raw, is_array)
     except UnicodeDecodeError:
         fixed = raw.decode("utf-8", errors="replace").encode("utf-8")
         issues.append("invalid UTF-8 in the file was replaced with U+FFFD")
-        return _split(fixed, issues)
+        return _split(fixed, is_array, issues)
     except msgspec.ValidationError as exc:
-        if len(raw) > _WHOLE_BYTES:
-            raise TraceFormatError(f"not a Kineto trace: {exc}") from None
-        # An ill-typed event: slice the events and decode them one batch at a time, the
-        # lenient way where needed.
-        try:
-            return _decode_split_raw(raw, is_array)
-        except msgspec.ValidationError:
-            raise TraceFormatError(f"not a Kineto trace: {exc}") from None
-        except msgspec.DecodeError as broken:
-            return _salvaged(raw, is_array, broken, issues)
+        raise TraceFormatError(f"not a Kineto trace: {exc}") from None
     except msgspec.DecodeError as exc:
         return _salvaged(raw, is_array, exc, issues)
 
@@ -270,25 +531,6 @@ def _error_offset(exc: msgspec.DecodeError) -> int | None:
     """Where msgspec says the JSON breaks (``… (byte 1234)``), when it says."""
     match = _OFFSET.search(str(exc))
     return int(match.group(1)) if match else None
-
-
-def _decode_split(
-    raw: bytes, is_array: bool
-) -> tuple[_Envelope | None, list[msgspec.Raw] | list[_Event]]:
-    if len(raw) <= _WHOLE_BYTES:
-        # Small enough to decode in one pass (faster than slicing first); the records go to
-        # columns right away, and their memory is a small multiple of the file's.
-        if is_array:
-            return None, _EVENTS.decode(raw)
-        whole = _WHOLE.decode(raw)
-        events_whole, whole.traceEvents = whole.traceEvents, None
-        if events_whole is None:
-            raise TraceFormatError("not a trace: the JSON object has no 'traceEvents' array")
-        envelope_small = _Envelope(
-            distributedInfo=whole.distributedInfo, deviceProperties=whole.deviceProperties
-        )
-        return envelope_small, events_whole
-    return _decode_split_raw(raw, is_array)
 
 
 def _decode_split_raw(raw: bytes, is_array: bool) -> tuple[_Envelope | None, list[msgspec.Raw]]:
@@ -347,58 +589,57 @@ def _metadata_before(head: bytes) -> _Envelope:
         return _Envelope()
 
 
-def _columns(events: list[msgspec.Raw] | list[_Event], issues: list[str]) -> EventTable:
-    """Decode the raw events batch by batch into columns."""
-    names: dict[str, int] = {}
-    threads: dict[tuple[str, str], int] = {}
-    cols: dict[str, list[npt.NDArray[Any]]] = {
-        k: [] for k in ("cat", "name", "thread", "ts", "dur", "stream", "correlation", "device")
-    }
-    meta = _Meta()
-    skipped = coerced = 0
-    for lo in range(0, len(events), _BATCH):
-        chunk = events[lo : lo + _BATCH]
-        if chunk and isinstance(chunk[0], _Event):
-            decoded: list[_Event] = chunk
-        else:
-            raws = cast("list[msgspec.Raw]", chunk)
-            try:
-                decoded = _EVENTS.decode(b"[" + b",".join(raws) + b"]")
-            except (msgspec.DecodeError, UnicodeDecodeError):
-                decoded, bad, fixed = _decode_leniently(raws)
-                skipped += bad
-                coerced += fixed
-        skipped += _append(decoded, names, threads, cols, meta)
-    if skipped:
-        issues.append(f"{skipped} events with missing or malformed fields were skipped")
-    if coerced:
-        issues.append(f"{coerced} events had ill-typed fields, read as the nearest valid value")
-    if meta.big_ids:
-        issues.append(f"{meta.big_ids} ids beyond 64 bits were ignored")
-    if not events:
-        issues.append("the trace holds no events")
+class _Columns:
+    """Columns under construction: batches of decoded events go in, an EventTable comes out."""
 
-    def cat(key: str, dtype: Any) -> Any:
-        parts = cols[key]
-        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+    def __init__(self) -> None:
+        self.names: dict[str, int] = {}
+        self.threads: dict[tuple[str, str], int] = {}
+        self.parts: dict[str, list[npt.NDArray[Any]]] = {
+            k: [] for k in ("cat", "name", "thread", "ts", "dur", "stream", "correlation", "device")
+        }
+        self.meta = _Meta()
+        self.events_read = self.skipped = self.coerced = 0
 
-    table = EventTable(
-        names=list(names),
-        threads=list(threads),
-        cat=cat("cat", np.int8),
-        name=cat("name", np.int32),
-        thread=cat("thread", np.int32),
-        ts_ns=cat("ts", np.int64),
-        dur_ns=cat("dur", np.int64),
-        stream=cat("stream", np.int64),
-        correlation=cat("correlation", np.int64),
-        device=cat("device", np.int64),
-        process_names=meta.process_names,
-        process_labels=meta.process_labels,
-        thread_names=meta.thread_names,
-        events_read=len(events),
-    )
-    return table
+    def add(self, decoded: list[Any]) -> None:
+        self.events_read += len(decoded)
+        self.skipped += _append(decoded, self.names, self.threads, self.parts, self.meta)
+
+    def table(self, issues: list[str]) -> EventTable:
+        if self.skipped:
+            issues.append(f"{self.skipped} events with missing or malformed fields were skipped")
+        if self.coerced:
+            issues.append(
+                f"{self.coerced} events had ill-typed fields, read as the nearest valid value"
+            )
+        if self.meta.big_ids:
+            issues.append(f"{self.meta.big_ids} ids beyond 64 bits were ignored")
+        if not self.events_read:
+            issues.append("the trace holds no events")
+
+        def column(key: str, dtype: Any) -> Any:
+            parts = self.parts[key]
+            if len(parts) == 1:
+                return parts[0].astype(dtype, copy=False)
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+        return EventTable(
+            names=list(self.names),
+            threads=list(self.threads),
+            cat=column("cat", np.int8),
+            name=column("name", np.int32),
+            thread=column("thread", np.int32),
+            ts_ns=column("ts", np.int64),
+            dur_ns=column("dur", np.int64),
+            stream=column("stream", np.int64),
+            correlation=column("correlation", np.int64),
+            device=column("device", np.int64),
+            process_names=self.meta.process_names,
+            process_labels=self.meta.process_labels,
+            thread_names=self.meta.thread_names,
+            events_read=self.events_read,
+            issues=issues,
+        )
 
 
 @dataclass
@@ -409,13 +650,17 @@ class _Meta:
     big_ids: int = 0
 
 
-def _decode_leniently(chunk: Sequence[msgspec.Raw]) -> tuple[list[_Event], int, int]:
-    """Decode events one by one, coercing what can be coerced; count the dropped and coerced."""
-    out: list[_Event] = []
+def _decode_leniently(chunk: Sequence[msgspec.Raw]) -> tuple[list[Any], int, int]:
+    """Decode events one by one, coercing what can be coerced; count the dropped and coerced.
+
+    Returns the complete and metadata events (as the tagged records the fast path makes), the
+    number dropped and the number coerced.
+    """
+    out: list[Any] = []
     bad = coerced = 0
     for item in chunk:
         try:
-            out.append(_ONE_EVENT.decode(item))
+            _keep(_ONE_EVENT.decode(item), out)
             continue
         except (msgspec.DecodeError, UnicodeDecodeError):
             pass
@@ -428,11 +673,19 @@ def _decode_leniently(chunk: Sequence[msgspec.Raw]) -> tuple[list[_Event], int, 
         if event is None:
             bad += 1
         else:
-            out.append(event)
+            _keep(event, out)
             # Counted as repaired only when usable: one without its times is counted as
             # skipped once it reaches the columns.
             coerced += event.ts is not None and event.dur is not None
     return out, bad, coerced
+
+
+def _keep(e: _Event, out: list[Any]) -> None:
+    """Add a leniently decoded event to ``out`` as a tagged record, when it is one that counts."""
+    if e.ph == "X":
+        out.append(_Complete(e.cat, e.name, e.ts, e.dur, e.pid, e.tid, e.args))
+    elif e.ph == "M":
+        out.append(_MetaEvent(e.name, e.pid, e.tid, e.args))
 
 
 def _coerce(value: Any) -> _Event | None:
@@ -500,8 +753,14 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+_CAT, _NAME, _TS, _DUR, _PID, _TID, _ARGS = map(
+    attrgetter, ("cat", "name", "ts", "dur", "pid", "tid", "args")
+)
+_STREAM, _CORRELATION, _DEVICE = map(attrgetter, ("stream", "correlation", "device"))
+
+
 def _append(
-    decoded: list[_Event],
+    decoded: list[Any],
     names: dict[str, int],
     threads: dict[tuple[str, str], int],
     cols: dict[str, list[npt.NDArray[Any]]],
@@ -509,48 +768,66 @@ def _append(
 ) -> int:
     """Add a batch's complete events to the columns and its metadata to ``meta``; count drops.
 
-    One list comprehension per field, checks vectorised afterwards: this loop is the parser's
-    hot path (a few hundred nanoseconds per event).
+    This is the parser's hot path: each field goes from the records to numpy in one C-level
+    pass (``np.fromiter`` over an attribute getter) where its values are all plain numbers, and
+    through a checking Python pass only where some are not (nulls, strings, huge ids).
     """
-    complete = [e for e in decoded if e.ph == "X"]
-    if len(complete) < len(decoded):
-        for e in decoded:
-            if e.ph == "M" and e.args is not None:
-                _metadata_event(e, meta)
+    complete = [e for e in decoded if type(e) is _Complete]
+    for e in decoded:
+        if type(e) is _MetaEvent:
+            _metadata_event(e, meta)
     if not complete:
         return 0
-    ts = np.array([e.ts for e in complete], dtype=np.float64)  # None becomes NaN
-    dur = np.array([e.dur for e in complete], dtype=np.float64)
+    n = len(complete)
+    ts = np.fromiter(map(_TS, complete), dtype=np.float64, count=n)  # None becomes NaN
+    dur = np.fromiter(map(_DUR, complete), dtype=np.float64, count=n)
     ok = np.isfinite(ts) & np.isfinite(dur) & (np.abs(ts) < _US_LIMIT)
     ok &= (dur >= 0) & (np.abs(ts) + dur < _US_LIMIT)
     dropped = int(ok.size - np.count_nonzero(ok))
     if dropped:
-        complete = [e for e, good in zip(complete, ok.tolist(), strict=True) if good]
+        complete = list(compress(complete, ok.tolist()))
         ts, dur = ts[ok], dur[ok]
         if not complete:
             return dropped
-    cat_keys = [e.cat for e in complete]
+    cat_keys = list(map(_CAT, complete))
     cats = {k: i for i, k in enumerate(dict.fromkeys(cat_keys))}
     code_of = np.array([CATEGORY_CODES.get(c.lower(), OTHER) for c in cats], dtype=np.int8)
     cols["cat"].append(code_of[_ids(cat_keys, cats)])
-    cols["name"].append(_ids([e.name for e in complete], names))
-    pair_keys = [(e.pid, e.tid) for e in complete]
-    pairs = {k: i for i, k in enumerate(dict.fromkeys(pair_keys))}
-    global_ids = np.array(
-        [threads.setdefault((str(p), str(t)), len(threads)) for p, t in pairs], dtype=np.int32
-    )
-    cols["thread"].append(global_ids[_ids(pair_keys, pairs)])
+    cols["name"].append(_ids(list(map(_NAME, complete)), names))
+    cols["thread"].append(_thread_ids(complete, threads))
     cols["ts"].append(np.round(ts * 1000.0).astype(np.int64))
     cols["dur"].append(np.round(dur * 1000.0).astype(np.int64))
-    args = [e.args for e in complete]
-    streams = [a.stream if a is not None else None for a in args]
-    try:
-        cols["stream"].append(_ints(streams, meta))  # type: ignore[arg-type]
-    except (ValueError, TypeError):  # some streams written as strings
-        cols["stream"].append(_ints([_int_or_none(v) for v in streams], meta))
-    cols["correlation"].append(_ints([a.correlation if a else None for a in args], meta))
-    cols["device"].append(_ints([a.device if a else None for a in args], meta))
+    args = list(map(_ARGS, complete))
+    for key, get in (("stream", _STREAM), ("correlation", _CORRELATION), ("device", _DEVICE)):
+        try:
+            cols[key].append(np.fromiter(map(get, args), dtype=np.int64, count=len(args)))
+        except (AttributeError, TypeError, ValueError, OverflowError):
+            # Missing args, nulls, strings that are not numbers, ids beyond 64 bits.
+            values = [None if a is None else _int_or_none(get(a)) for a in args]
+            cols[key].append(_ints(values, meta))
     return dropped
+
+
+def _thread_ids(complete: list[_Complete], threads: dict[tuple[str, str], int]) -> Any:
+    """Each event's index into ``threads`` (``(pid, tid)`` as strings), adding new threads."""
+    n = len(complete)
+    try:
+        pid = np.fromiter(map(_PID, complete), dtype=np.int64, count=n)
+        tid = np.fromiter(map(_TID, complete), dtype=np.int64, count=n)
+    except (TypeError, ValueError, OverflowError):  # names such as "Spans", or huge numbers
+        pair_keys = list(zip(map(_PID, complete), map(_TID, complete), strict=True))
+        local = {k: threads.setdefault((str(k[0]), str(k[1])), len(threads)) for k in pair_keys}
+        return np.fromiter(map(local.__getitem__, pair_keys), dtype=np.int32, count=n)
+    pids, pid_of = np.unique(pid, return_inverse=True)
+    tids, tid_of = np.unique(tid, return_inverse=True)
+    codes, first, code_of = np.unique(
+        pid_of.astype(np.int64) * len(tids) + tid_of, return_index=True, return_inverse=True
+    )
+    global_of = np.empty(len(codes), dtype=np.int32)
+    for k in np.argsort(first, kind="stable").tolist():  # new threads in order of appearance
+        p, t = divmod(int(codes[k]), len(tids))
+        global_of[k] = threads.setdefault((str(pids[p]), str(tids[t])), len(threads))
+    return global_of[code_of.reshape(-1)]
 
 
 def _ids(keys: list[Any], index: dict[Any, int]) -> npt.NDArray[np.int32]:
@@ -578,7 +855,7 @@ def _ints(values: list[int | None], meta: _Meta) -> npt.NDArray[np.int64]:
         return np.array(out, dtype=np.int64)
 
 
-def _metadata_event(e: _Event, meta: _Meta) -> None:
+def _metadata_event(e: _MetaEvent, meta: _Meta) -> None:
     args = e.args
     if args is None:
         return

@@ -20,7 +20,9 @@ Definitions (the README repeats them):
   together over the union of communication time (HTA's ``comm_comp_overlap``).
 - **Idle breakdown** per stream (HTA's): the gap before a kernel is ``host_wait`` when the kernel
   was launched after the previous one on its stream ended, else ``kernel_wait`` when shorter than
-  30 µs, else ``other``; shares are of the summed per-stream gaps.
+  30 µs, else ``other``; shares are of the summed per-stream gaps. "The previous one" is the
+  latest end so far on the stream, and kernels that start together go in launch order, so the
+  split does not depend on the order of events in the file.
 - **Step phases** from the host thread that holds the ``ProfilerStep`` spans; see
   :data:`PHASE_PATTERNS` and :func:`_step_phases`.
 """
@@ -337,10 +339,15 @@ def _idle_breakdown(
     end: npt.NDArray[np.int64],
     launched: npt.NDArray[np.int64],
 ) -> dict[str, Any]:
-    order = np.lexsort((ts, streams))
+    order = np.lexsort((launched, end, ts, streams))  # ties: the first launched goes first
     s, t, e, lt = streams[order], ts[order], end[order], launched[order]
-    same = np.r_[False, s[1:] == s[:-1]]
-    prev_end = np.r_[0, e[:-1]]
+    same = np.concatenate(([False], s[1:] == s[:-1]))
+    # The stream is busy until the latest end so far, not only the previous kernel's: with
+    # kernels that overlap or start together, that keeps the split independent of their order.
+    busy_until = e.copy()
+    for first, stop in _segments(same):
+        np.maximum.accumulate(busy_until[first:stop], out=busy_until[first:stop])
+    prev_end = np.concatenate(([0], busy_until[:-1]))
     gap = np.where(same, t - prev_end, 0)
     host_wait = same & (lt > prev_end)
     kernel_wait = same & ~host_wait & (gap < KERNEL_WAIT_NS)
@@ -357,6 +364,12 @@ def _idle_breakdown(
     out.update({f"{k}_share": (v / whole if whole else 0.0) for k, v in totals.items()})
     out["kernel_wait_threshold_s"] = KERNEL_WAIT_NS / 1e9
     return out
+
+
+def _segments(same: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """The ``[first, stop)`` index ranges of runs where ``same`` is True after the first row."""
+    starts = np.flatnonzero(~same).tolist()
+    return list(zip(starts, [*starts[1:], len(same)], strict=True))
 
 
 def _kernel_stats(

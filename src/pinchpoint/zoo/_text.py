@@ -278,7 +278,8 @@ def embed(model: Any, batches: Sequence[dict[str, torch.Tensor]]) -> torch.Tenso
     """
     import torch
 
-    device = next(iter(model.parameters())).device
+    # A model without parameters (an ONNX Runtime session behind a module) takes CPU tensors.
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
     model.eval()
     rows = []

@@ -294,3 +294,16 @@ def test_cli_optimizes_a_workload_file(tmp_path: Path) -> None:
     assert "optimize" in result.stdout and "mlp" in result.stdout
     if saved["best"] is not None or saved["best_effort"] is not None:
         assert (out / "model.pt").exists() and (out / "remedies.json").exists()
+
+
+def test_short_labels_show_the_first_setting_and_what_differs() -> None:
+    from pinchpoint.remedies import Compile, Prune
+
+    assert Quantize().short_label() == "quantize(method=dynamic-int8)"
+    assert Compile(cpp_wrapper=True).short_label() == "compile(mode=default, cpp_wrapper=True)"
+    assert Prune("channels", 0.3, finetune_steps=300).short_label() == (
+        "prune(method=channels, amount=0.3, finetune_steps=300)"
+    )
+    assert Candidate((Prune("heads"), Quantize()), "x").short == (
+        "prune(method=heads) + quantize(method=dynamic-int8)"
+    )

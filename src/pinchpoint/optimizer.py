@@ -103,6 +103,11 @@ class Candidate:
     def labels(self) -> tuple[str, ...]:
         return tuple(r.label() for r in self.remedies)
 
+    @property
+    def short(self) -> str:
+        """The remedies for display: ``a + b``, each with only its non-default settings."""
+        return " + ".join(r.short_label() for r in self.remedies)
+
 
 @dataclass
 class TrialRecord:

@@ -64,6 +64,17 @@ class RemedyConfig:
         settings = ", ".join(f"{k}={_short(v)}" for k, v in self.settings().items())
         return f"{self.name}({settings})" if settings else self.name
 
+    def short_label(self) -> str:
+        """The label with the first setting (the method, the dtype…) and only the others that
+        differ from their defaults, for display."""
+        changed = {
+            f.name: getattr(self, f.name)
+            for i, f in enumerate(dataclasses.fields(self))
+            if i == 0 or f.default is dataclasses.MISSING or getattr(self, f.name) != f.default
+        }
+        settings = ", ".join(f"{k}={_short(_jsonable(v))}" for k, v in changed.items())
+        return f"{self.name}({settings})" if settings else self.name
+
     def settings(self) -> dict[str, Any]:
         """The config's fields as JSON-ready values."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}

@@ -375,7 +375,7 @@ def render_optimize(result: OptimizeResult) -> RenderableType:
         t = chosen.trial
         headline = Text.assemble(
             ("Best: ", "bold green"),
-            " + ".join(chosen.candidate.labels),
+            chosen.candidate.short,
             f" — {t.speedup:.2f}× faster ({t.speedup_ci[0]:.2f}–{t.speedup_ci[1]:.2f}), "
             f"{t.quality_metric} {_quality(t.quality)} (drop {_quality(t.quality_drop)}, "
             f"budget {t.budget}), {format_bytes(t.size_bytes)}",
@@ -383,46 +383,37 @@ def render_optimize(result: OptimizeResult) -> RenderableType:
     elif chosen is not None:
         headline = Text.assemble(
             ("No candidate met the budget. ", "bold yellow"),
-            "Best effort kept: " + " + ".join(chosen.candidate.labels) + f" ({chosen.why})",
+            f"Best effort kept: {chosen.candidate.short} ({chosen.why})",
         )
     else:
         headline = Text("Nothing could be measured.", style="bold yellow")
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("#", justify="right")
-    table.add_column("remedies", overflow="fold")
-    table.add_column("speed-up", justify="right")
-    table.add_column("95% CI", justify="right")
-    table.add_column("quality", justify="right")
-    table.add_column("drop", justify="right")
-    table.add_column("size", justify="right")
-    table.add_column("verdict", overflow="fold")
+    table.add_column("remedies", ratio=1, min_width=20)
+    table.add_column("speed-up (95% CI)", justify="right", no_wrap=True)
+    table.add_column("quality (drop)", justify="right", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    verdicts: list[Text] = []
     for i, record in enumerate(result.records):
         measured = record.trial
-        mark = "★ " if i == result.best else ("◆ " if i in result.pareto else "")
-        if measured is None:
-            table.add_row(
-                str(i),
-                escape(" + ".join(record.candidate.labels)),
-                "—",
-                "—",
-                "—",
-                "—",
-                "—",
-                escape(record.why),
+        mark = "★" if i == result.best else ("◆" if i in result.pareto else "")
+        verdicts.append(
+            Text(
+                f"{i:>2}. " + ("accepted: " if record.accepted else "") + record.why,
+                style="green" if record.accepted else "",
             )
+        )
+        if measured is None:
+            table.add_row(str(i), escape(record.candidate.short), "—", "—", "—", "")
             continue
         table.add_row(
             str(i),
-            escape(" + ".join(record.candidate.labels)),
-            f"{measured.speedup:.2f}×",
-            f"{measured.speedup_ci[0]:.2f}–{measured.speedup_ci[1]:.2f}",
-            _quality(measured.quality),
-            _quality(measured.quality_drop),
+            escape(record.candidate.short),
+            f"{measured.speedup:.2f}× ({measured.speedup_ci[0]:.2f}–{measured.speedup_ci[1]:.2f})",
+            f"{_quality(measured.quality)} ({_quality(measured.quality_drop)})",
             format_bytes(measured.size_bytes),
-            Text(
-                mark + ("accepted: " if measured.accepted else "") + measured.why,
-                style="green" if measured.accepted else "",
-            ),
+            Text(mark, style="green" if record.accepted else ""),
         )
     base = result.baseline
     facts = Text(
@@ -435,4 +426,8 @@ def render_optimize(result: OptimizeResult) -> RenderableType:
         style="dim",
     )
     title = f"[bold]optimize[/] · {escape(result.target)}"
-    return Panel(Group(headline, Text(""), table, Text(""), facts), title=title, title_align="left")
+    return Panel(
+        Group(headline, Text(""), table, Text(""), *verdicts, Text(""), facts),
+        title=title,
+        title_align="left",
+    )

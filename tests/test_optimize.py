@@ -254,6 +254,7 @@ def test_optimize_rejects_bad_settings() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["--objective", "size"], "objective 'size' shrinks a model for inference"),
         (["--objective", "vibes"], "use latency, throughput, size or memory"),
         (["--max-drop", "lots"], "quality budget"),
         (["--time-budget", "forever"], "not a duration"),
@@ -263,6 +264,14 @@ def test_cli_bad_settings_are_one_line_errors(args: list[str], message: str) -> 
     result = run_cli("optimize", "zoo:digits-cnn", *args)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_refuses_an_output_folder_it_cannot_write_before_searching(tmp_path: Path) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("keep me")
+    result = run_cli("optimize", "zoo:digits-cnn", "--out", str(taken))
+    assert result.returncode == 2 and "it is a file" in result.stderr
+    assert "Traceback" not in result.stderr and taken.read_text() == "keep me"
 
 
 def test_cli_optimizes_a_workload_file(tmp_path: Path) -> None:

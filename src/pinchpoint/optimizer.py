@@ -21,6 +21,7 @@ workload to get it again.
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from pinchpoint.errors import WorkloadError
 from pinchpoint.remedies import RemedyConfig, apply, config_from_dict
 from pinchpoint.trials.quality import Budget
 from pinchpoint.trials.trial import OBJECTIVES
@@ -201,8 +203,7 @@ class OptimizeResult:
 
     def save(self, folder: str | Path) -> Path:
         """Write ``optimize.json``, the chosen model and ``remedies.json`` into ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = _writable_folder(Path(folder))
         chosen = self.chosen
         if chosen is not None and chosen.workload is not None:
             _save_model(chosen.workload.model, folder)
@@ -215,6 +216,21 @@ class OptimizeResult:
                 },
             )
         return _write_json(folder / "optimize.json", self.to_dict())
+
+
+def _writable_folder(folder: Path) -> Path:
+    """``folder``, created if needed; a one-line PinchpointError when it cannot be."""
+    from pinchpoint.errors import PinchpointError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise PinchpointError(f"cannot write results to {folder}: it is a file") from None
+    except OSError as exc:
+        raise PinchpointError(f"cannot write results to {folder}: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK):
+        raise PinchpointError(f"cannot write results to {folder}: permission denied")
+    return folder
 
 
 def _write_json(path: Path, data: Any) -> Path:
@@ -501,8 +517,9 @@ def optimize(
             and best-effort ones are kept, to free memory).
 
     Raises:
-        ValueError: an unknown objective, a bad budget or time budget, or an objective that
-            does not fit the workload (size for a training workload).
+        ValueError: an unknown objective, a bad budget or time budget.
+        WorkloadError: an objective that does not fit the workload (size for a training
+            workload).
     """
     from pinchpoint._threads import torch_threads
     from pinchpoint.machine import describe_machine
@@ -510,12 +527,14 @@ def optimize(
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}: use {', '.join(OBJECTIVES)}")
     if workload.mode == "train" and objective == "size":
-        raise ValueError(
+        raise WorkloadError(
             "objective 'size' shrinks a model for inference: give a workload without an "
             "optimizer (its model trained), with a loss if remedies may fine-tune it"
         )
     budget = Budget.parse(max_drop)
     total_s = parse_duration(time_budget)
+    if out is not None:
+        _writable_folder(Path(out))  # before the search, not after ten minutes of it
     started = time.perf_counter()
     deadline = started + total_s
     with torch_threads(workload.threads):

@@ -451,7 +451,7 @@ def combinations(
     families = sorted(picks)
     out: list[tuple[float, Candidate]] = []
     seen: set[tuple[str, ...]] = set()
-    speed = {id(c): s for v in blocks.values() for s, c in v}
+    score_of = {id(c): score for v in blocks.values() for score, c in v}
 
     def add(configs: Sequence[RemedyConfig]) -> None:
         if any(c.name in _EXPORTS for c in configs) and any(
@@ -463,7 +463,7 @@ def combinations(
         if key in seen:
             return
         seen.add(key)
-        guess = math.prod(speed[id(c)] for c in configs)
+        guess = math.prod(score_of[id(c)] for c in configs)
         out.append((guess, Candidate(ordered, "combines the best single remedies")))
 
     for i, fa in enumerate(families):
@@ -624,13 +624,9 @@ def _diagnose(workload: Workload, device: str) -> Diagnosis:
 
     # Recording moves the model and runs steps: a training workload would learn from them, so
     # the diagnosis runs on a copy and the trials start from the caller's weights.
-    subject = workload
-    if workload.mode == "train":
-        from pinchpoint.remedies import clone_workload
+    from pinchpoint.remedies import clone_workload
 
-        subject = clone_workload(workload)
-    else:
-        subject = copy.copy(workload)
+    subject = clone_workload(workload) if workload.mode == "train" else copy.copy(workload)
     return diagnose(subject, steps=8, warmup=2, device=device)
 
 
@@ -727,10 +723,7 @@ def pareto_front(records: Sequence[TrialRecord]) -> list[int]:
     everyone = [p for _, p in points] + [baseline]
 
     def dominated(p: tuple[float, float, float]) -> bool:
-        return any(
-            q is not p and all(a >= b for a, b in zip(q, p, strict=True)) and q != p
-            for q in everyone
-        )
+        return any(q != p and all(a >= b for a, b in zip(q, p, strict=True)) for q in everyone)
 
     return [i for i, p in points if not dominated(p)]
 

@@ -1,11 +1,12 @@
 """Read one Kineto (PyTorch profiler) trace file into a columnar event table.
 
-The file is read whole (``.json`` or ``.json.gz``), its ``traceEvents`` array is split into raw
-per-event byte slices without decoding them (msgspec's ``Raw``), and the slices are decoded in
-batches into small typed records whose fields go straight into numpy columns; each batch's
-records are dropped before the next is decoded. So a run never holds a Python object per event
-beyond one batch: what stays is the raw text (freed when parsing ends), the slice list and the
-columns.
+An intact file (``.json`` or ``.json.gz``) is read as a stream: decompressed a piece at a time,
+cut between events, and each piece decoded by msgspec into small typed records whose fields go
+straight into numpy columns; the records are dropped before the next piece. So a run never holds
+the file's text whole nor a Python object per event beyond one piece: what stays is the columns.
+A file the stream reader cannot take as it is (damaged, truncated, not UTF-8) is read again
+whole by the careful reader, which splits the events into raw byte slices and repairs what it
+can.
 
 Only what the analyses read is kept: complete (``ph: "X"``) events with their category, name,
 thread, start, duration, stream, correlation id and device, plus the process and thread names
@@ -195,9 +196,14 @@ def read_trace(path: str | Path) -> EventTable:
     cannot take as it is (damaged, truncated, not UTF-8) is read again whole, the careful way.
     """
     path = Path(path)
+    chunked = True  # whether the whole text is worth a chunked pass before the careful one
     try:
         return _stream_file(path)
-    except (_Careful, EOFError, OSError, zlib.error):
+    except _BadUtf8:
+        pass  # replaced in memory, the text may then read in one chunked pass
+    except _Careful:
+        chunked = False  # the same text would stop the chunked reader at the same place
+    except (EOFError, OSError, zlib.error):
         pass
     try:
         raw = path.read_bytes()
@@ -211,7 +217,7 @@ def read_trace(path: str | Path) -> EventTable:
     if raw[:2] == b"\x1f\x8b":
         raw = _gunzip(raw, path, issues)
     try:
-        table = parse_trace_bytes(raw, issues)
+        table = parse_trace_bytes(raw, issues, chunked=chunked)
     except TraceFormatError as exc:
         raise TraceFormatError(f"{path}: {exc}") from None
     return table
@@ -263,8 +269,14 @@ def _fast_gunzip(raw: bytes) -> bytes:
     return data
 
 
-def parse_trace_bytes(raw: bytes, issues: list[str] | None = None) -> EventTable:
-    """The event table of a trace held in memory as JSON bytes (see the module docstring)."""
+def parse_trace_bytes(
+    raw: bytes, issues: list[str] | None = None, *, chunked: bool = True
+) -> EventTable:
+    """The event table of a trace held in memory as JSON bytes (see the module docstring).
+
+    ``chunked=False`` goes straight to the careful reader (for text the chunked one already
+    stopped on).
+    """
     issues = [] if issues is None else issues
     start = raw[:64].lstrip()[:1]
     if start not in (b"{", b"["):
@@ -273,7 +285,8 @@ def parse_trace_bytes(raw: bytes, issues: list[str] | None = None) -> EventTable
         raise TraceFormatError("not a trace: the file is not JSON")
     is_array = start == b"["
     try:
-        return _parse_chunked(_pieces(raw), issues)
+        if chunked:
+            return _parse_chunked(_pieces(raw), issues)
     except _BadUtf8:
         raw = raw.decode("utf-8", errors="replace").encode("utf-8")
         issues.append("invalid UTF-8 in the file was replaced with U+FFFD")
@@ -361,8 +374,9 @@ def _parse_chunked(pieces: Iterable[bytes | memoryview], issues: list[str]) -> E
     except UnicodeDecodeError:
         raise _BadUtf8 from None
     except msgspec.ValidationError:
-        events = _decode_chunk(_array_part(last), columns)
-        tail = last[len(_array_part(last)) :]
+        array = _array_part(last)
+        events = _decode_chunk(array, columns)
+        tail = last[len(array) :]
     except msgspec.DecodeError as exc:
         offset = _error_offset(exc)
         if offset is None or _TRAILING not in str(exc):

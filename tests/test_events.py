@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pinchpoint._events import HostEvent, fold_events
+from pinchpoint._events import HostEvent, _thread_start_order, fold_events
 
 
 def test_self_time_subtracts_direct_children_only() -> None:
@@ -65,3 +66,22 @@ def test_self_times_partition_the_top_level_time(events: list[HostEvent]) -> Non
     assert sorted((r.name, r.self_ns, r.count) for r in shuffled) == sorted(
         (r.name, r.self_ns, r.count) for r in rows
     )
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 40), st.integers(0, 6)), min_size=1, max_size=60
+    ),
+    st.sampled_from([0, 2**19, 2**50]),
+)
+@settings(max_examples=300, deadline=None)
+def test_packed_sort_orders_like_a_three_key_lexsort(
+    rows: list[tuple[int, int, int]], offset: int
+) -> None:
+    # Many events share a thread and a start (ties broken longest first, then input order);
+    # the offsets push threads or starts past what packs into one key, taking the lexsort path.
+    threads = np.array([r[0] for r in rows], dtype=np.int64) + (offset if offset == 2**19 else 0)
+    starts = np.array([r[1] for r in rows], dtype=np.int64) * (offset or 1)
+    durations = np.array([r[2] for r in rows], dtype=np.int64)
+    expected = np.lexsort((-durations, starts, threads))
+    assert _thread_start_order(threads, starts, durations).tolist() == expected.tolist()

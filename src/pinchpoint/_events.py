@@ -87,7 +87,7 @@ def self_ns(
     out: npt.NDArray[np.int64] = np.array(durations, dtype=np.int64)
     if n == 0:
         return out
-    order = np.lexsort((-durations, starts, threads))
+    order = _thread_start_order(threads, starts, durations)
     t, s, d = threads[order], starts[order], durations[order]
     depth = np.zeros(n, dtype=np.int64)
     bounds = np.flatnonzero(np.concatenate(([True], t[1:] != t[:-1], [True])))
@@ -97,18 +97,56 @@ def self_ns(
     # between the two is nested deeper (or it would have closed the parent), and depths restart
     # at 0 on each thread. So each level's children find their parents with one binary search
     # over the level above, the events grouped by depth once.
-    by_depth = np.argsort(depth, kind="stable")
+    # Small integers take numpy's radix sort.
+    by_depth = np.argsort(depth.astype(np.int16) if depth.max() < 2**15 else depth, kind="stable")
     level_bounds = np.searchsorted(depth[by_depth], np.arange(int(depth.max()) + 2))
-    child_total = np.zeros(n, dtype=np.int64)
+    parent_of = np.full(n, n, dtype=np.intp)  # n: none found (only top-level events keep it)
     for level in range(len(level_bounds) - 2):
         parents = by_depth[level_bounds[level] : level_bounds[level + 1]]
         kids = by_depth[level_bounds[level + 1] : level_bounds[level + 2]]
-        if kids.size == 0 or parents.size == 0:
-            continue
-        parent_of = parents[np.searchsorted(parents, kids) - 1]
-        child_total += np.bincount(parent_of, weights=d[kids], minlength=n).astype(np.int64)
-    out[order] = np.maximum(d - child_total, 0)
+        if kids.size and parents.size:
+            parent_of[kids] = parents[np.searchsorted(parents, kids) - 1]
+    nested = by_depth[level_bounds[1] :]
+    child_total = np.bincount(parent_of[nested], weights=d[nested], minlength=n + 1)[:n]
+    out[order] = np.maximum(d - child_total.astype(np.int64), 0)
     return out
+
+
+def distinct(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The sorted distinct values of a 1-D array: ``np.unique`` without its masked-array check,
+    which imports ``numpy.ma`` (about 12 ms in every process that analyses a trace)."""
+    ordered = np.sort(values)
+    return (
+        ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))] if ordered.size else ordered
+    )
+
+
+#: Bits of a start (ns from the earliest) and of a thread index in a packed sort key.
+_START_BITS, _THREAD_BITS = 44, 19
+
+
+def _thread_start_order(
+    threads: npt.NDArray[np.int64], starts: npt.NDArray[np.int64], durations: npt.NDArray[np.int64]
+) -> npt.NDArray[np.intp]:
+    """The order by thread, then start, then longest first (a lexsort of the three).
+
+    Where thread and start pack into one int64 (threads below 2**19, a span under 4.8 hours),
+    one stable sort of the packed key does it: events come nearly in time order, which the
+    stable sort runs through fast (about 40x faster than a three-key lexsort). Only the few runs
+    of events that share a thread and a start are then ordered by duration.
+    """
+    rel = starts - starts.min()
+    if threads.min() < 0 or threads.max() >= 2**_THREAD_BITS or rel.max() >= 2**_START_BITS:
+        return np.lexsort((-durations, starts, threads))
+    key = (threads << _START_BITS) | rel
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    tied = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if tied.size:
+        at = distinct(np.concatenate((tied, tied + 1)))  # positions of every run of equal keys
+        run = order[at]  # within a run, still in input order
+        order[at] = run[np.lexsort((-durations[run], key[run]))]
+    return order
 
 
 def _depths(s: npt.NDArray[np.int64], d: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

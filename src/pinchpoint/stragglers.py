@@ -266,12 +266,27 @@ def _typical_step(
                 arr = arr[keep]
             arr = arr[np.isfinite(arr)]
             if arr.size:
-                medians.append(float(np.median(arr)))
+                medians.append(_median(arr))
         if medians:
-            return float(np.median(medians)), ""
+            return _median(np.asarray(medians)), ""
         remark = "step_s had no finite values, so shares are of the median busy time"
-        return float(np.median(busy_medians)), remark
-    return float(np.median(busy_medians)), ""
+        return _median(busy_medians), remark
+    return _median(busy_medians), ""
+
+
+def _median(values: FloatArray) -> float:
+    """The median of finite values (see :func:`_row_medians`)."""
+    return float(_row_medians(values.reshape(1, -1))[0])
+
+
+def _row_medians(x: FloatArray) -> FloatArray:
+    """Each row's median: ``np.median(x, axis=1)`` for finite values, without the ``numpy.ma``
+    import its NaN check makes (about 12 ms, once per trace analysis)."""
+    ordered = np.sort(x, axis=1)
+    half = ordered.shape[1] // 2
+    if ordered.shape[1] % 2:
+        return ordered[:, half]
+    return (ordered[:, half - 1] + ordered[:, half]) / 2.0
 
 
 def find_stragglers(
@@ -332,8 +347,8 @@ def find_stragglers(
     slowest = np.count_nonzero(scores == r - 1, axis=1)
     p_adj = _holm(_rank_sum_sf(sums, n, r))
 
-    excess = np.median(x - med_others, axis=1)
-    busy_medians = np.median(x, axis=1)
+    excess = _row_medians(x - med_others)
+    busy_medians = _row_medians(x)
     typical, remark = _typical_step(step_s, prefix, keep, busy_medians)
     if remark:
         remarks.append(remark)

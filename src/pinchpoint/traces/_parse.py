@@ -25,11 +25,12 @@ import gzip
 import math
 import re
 import zlib
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import compress
-from operator import attrgetter
+from itertools import compress, repeat
+from operator import attrgetter, is_
 from pathlib import Path
 from typing import Any, BinaryIO, Union, cast
 
@@ -607,7 +608,9 @@ class _Columns:
     """Columns under construction: batches of decoded events go in, an EventTable comes out."""
 
     def __init__(self) -> None:
-        self.names: dict[str, int] = {}
+        self.names = _id_map()
+        self.cats = _id_map()
+        self.cat_codes: npt.NDArray[np.int8] = np.zeros(0, dtype=np.int8)
         self.threads: dict[tuple[str, str], int] = {}
         self.parts: dict[str, list[npt.NDArray[Any]]] = {
             k: [] for k in ("cat", "name", "thread", "ts", "dur", "stream", "correlation", "device")
@@ -617,7 +620,7 @@ class _Columns:
 
     def add(self, decoded: list[Any]) -> None:
         self.events_read += len(decoded)
-        self.skipped += _append(decoded, self.names, self.threads, self.parts, self.meta)
+        self.skipped += _append(decoded, self)
 
     def table(self, issues: list[str]) -> EventTable:
         if self.skipped:
@@ -773,23 +776,32 @@ _CAT, _NAME, _TS, _DUR, _PID, _TID, _ARGS = map(
 _STREAM, _CORRELATION, _DEVICE = map(attrgetter, ("stream", "correlation", "device"))
 
 
-def _append(
-    decoded: list[Any],
-    names: dict[str, int],
-    threads: dict[tuple[str, str], int],
-    cols: dict[str, list[npt.NDArray[Any]]],
-    meta: _Meta,
-) -> int:
-    """Add a batch's complete events to the columns and its metadata to ``meta``; count drops.
+def _id_map() -> defaultdict[Any, int]:
+    """A dict that gives each key it has not seen the next id (its size) on first lookup, so a
+    column of ids is one C-level pass: ``np.fromiter(map(ids.__getitem__, keys))``."""
+    ids: defaultdict[Any, int] = defaultdict()
+    ids.default_factory = ids.__len__
+    return ids
+
+
+def _of_type(decoded: list[Any], types: list[type], kind: type) -> Iterator[Any]:
+    """The records of one kind, selected without a Python-level loop."""
+    return compress(decoded, map(is_, types, repeat(kind)))
+
+
+def _append(decoded: list[Any], columns: _Columns) -> int:
+    """Add a batch's complete events to the columns and its metadata to theirs; count drops.
 
     This is the parser's hot path: each field goes from the records to numpy in one C-level
-    pass (``np.fromiter`` over an attribute getter) where its values are all plain numbers, and
-    through a checking Python pass only where some are not (nulls, strings, huge ids).
+    pass (``np.fromiter`` over an attribute getter, ids from :func:`_id_map`) where its values
+    are all plain numbers, and through a checking Python pass only where some are not (nulls,
+    strings, huge ids).
     """
-    complete = [e for e in decoded if type(e) is _Complete]
-    for e in decoded:
-        if type(e) is _MetaEvent:
-            _metadata_event(e, meta)
+    types = list(map(type, decoded))
+    complete = list(_of_type(decoded, types, _Complete))
+    if _MetaEvent in types:
+        for e in _of_type(decoded, types, _MetaEvent):
+            _metadata_event(e, columns.meta)
     if not complete:
         return 0
     n = len(complete)
@@ -801,55 +813,83 @@ def _append(
     if dropped:
         complete = list(compress(complete, ok.tolist()))
         ts, dur = ts[ok], dur[ok]
+        n = len(complete)
         if not complete:
             return dropped
-    cat_keys = list(map(_CAT, complete))
-    cats = {k: i for i, k in enumerate(dict.fromkeys(cat_keys))}
-    code_of = np.array([CATEGORY_CODES.get(c.lower(), OTHER) for c in cats], dtype=np.int8)
-    cols["cat"].append(code_of[_ids(cat_keys, cats)])
-    cols["name"].append(_ids(list(map(_NAME, complete)), names))
-    cols["thread"].append(_thread_ids(complete, threads))
+    cols = columns.parts
+    cats = columns.cats
+    cat_ids = np.fromiter(map(cats.__getitem__, map(_CAT, complete)), dtype=np.int32, count=n)
+    if len(cats) > len(columns.cat_codes):
+        columns.cat_codes = np.array(
+            [CATEGORY_CODES.get(c.lower(), OTHER) for c in cats], dtype=np.int8
+        )
+    cols["cat"].append(columns.cat_codes[cat_ids])
+    names = columns.names
+    cols["name"].append(
+        np.fromiter(map(names.__getitem__, map(_NAME, complete)), dtype=np.int32, count=n)
+    )
+    cols["thread"].append(_thread_ids(complete, columns))
     cols["ts"].append(np.round(ts * 1000.0).astype(np.int64))
     cols["dur"].append(np.round(dur * 1000.0).astype(np.int64))
     args = list(map(_ARGS, complete))
     for key, get in (("stream", _STREAM), ("correlation", _CORRELATION), ("device", _DEVICE)):
         try:
-            cols[key].append(np.fromiter(map(get, args), dtype=np.int64, count=len(args)))
+            cols[key].append(np.fromiter(map(get, args), dtype=np.int64, count=n))
         except (AttributeError, TypeError, ValueError, OverflowError):
             # Missing args, nulls, strings that are not numbers, ids beyond 64 bits.
             values = [None if a is None else _int_or_none(get(a)) for a in args]
-            cols[key].append(_ints(values, meta))
+            cols[key].append(_ints(values, columns.meta))
     return dropped
 
 
-def _thread_ids(complete: list[_Complete], threads: dict[tuple[str, str], int]) -> Any:
-    """Each event's index into ``threads`` (``(pid, tid)`` as strings), adding new threads."""
+#: pid and tid pack into one int64 key while both are below this (Linux ids always are).
+_ID_BITS = 31
+
+
+def _thread_ids(complete: list[_Complete], columns: _Columns) -> Any:
+    """Each event's index into the table's threads (``(pid, tid)`` as strings), adding new
+    threads in order of first appearance."""
     n = len(complete)
     try:
         pid = np.fromiter(map(_PID, complete), dtype=np.int64, count=n)
         tid = np.fromiter(map(_TID, complete), dtype=np.int64, count=n)
     except (TypeError, ValueError, OverflowError):  # names such as "Spans", or huge numbers
-        pair_keys = list(zip(map(_PID, complete), map(_TID, complete), strict=True))
-        local = {k: threads.setdefault((str(k[0]), str(k[1])), len(threads)) for k in pair_keys}
-        return np.fromiter(map(local.__getitem__, pair_keys), dtype=np.int32, count=n)
-    pids, pid_of = np.unique(pid, return_inverse=True)
-    tids, tid_of = np.unique(tid, return_inverse=True)
-    codes, first, code_of = np.unique(
-        pid_of.astype(np.int64) * len(tids) + tid_of, return_index=True, return_inverse=True
+        local, pairs = _raw_thread_ids(complete)
+    else:
+        limit = 1 << _ID_BITS
+        if pid.min() >= 0 and tid.min() >= 0 and pid.max() < limit and tid.max() < limit:
+            local, pairs = _packed_thread_ids(pid, tid)
+        else:
+            local, pairs = _raw_thread_ids(complete)
+    threads = columns.threads
+    global_of = np.fromiter(
+        (threads.setdefault((str(p), str(t)), len(threads)) for p, t in pairs), dtype=np.int32
     )
-    global_of = np.empty(len(codes), dtype=np.int32)
-    for k in np.argsort(first, kind="stable").tolist():  # new threads in order of appearance
-        p, t = divmod(int(codes[k]), len(tids))
-        global_of[k] = threads.setdefault((str(pids[p]), str(tids[t])), len(threads))
-    return global_of[code_of.reshape(-1)]
+    return global_of[local]
 
 
-def _ids(keys: list[Any], index: dict[Any, int]) -> npt.NDArray[np.int32]:
-    """Each key's id in ``index``, adding the new keys in order of first appearance."""
-    for key in dict.fromkeys(keys):
-        if key not in index:
-            index[key] = len(index)
-    return np.fromiter(map(index.__getitem__, keys), dtype=np.int32, count=len(keys))
+def _packed_thread_ids(
+    pid: npt.NDArray[np.int64], tid: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[Any], list[tuple[int, int]]]:
+    """Local thread ids (by first appearance) and the ``(pid, tid)`` of each, from one sort of
+    the pair packed into an int64."""
+    codes, first, inverse = np.unique((pid << 32) | tid, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    pairs = [(c >> 32, c & 0xFFFFFFFF) for c in codes[order].tolist()]
+    return rank[inverse.reshape(-1)], pairs
+
+
+def _raw_thread_ids(complete: list[_Complete]) -> tuple[npt.NDArray[Any], list[Any]]:
+    """Local thread ids and the ``(pid, tid)`` of each, for ids that are not small integers."""
+    raw = _id_map()
+    local = np.fromiter(
+        map(raw.__getitem__, zip(map(_PID, complete), map(_TID, complete), strict=True)),
+        dtype=np.int32,
+        count=len(complete),
+    )
+    return local, list(raw)
 
 
 def _ints(values: list[int | None], meta: _Meta) -> npt.NDArray[np.int64]:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pinchpoint._events import self_ns
+from pinchpoint._events import distinct, self_ns
 from pinchpoint.traces import _intervals as iv
 from pinchpoint.traces._parse import (
     ANNOTATION,
@@ -286,7 +286,7 @@ def _device_summary(
         "exposed_communication_share": (communication - overlap) / span if span else 0.0,
         "comm_comp_overlap": overlap / communication if communication else None,
         "idle_causes": _idle_causes(table, main_thread, gaps),
-        "streams": int(np.unique(table.stream[rows]).size),
+        "streams": int(distinct(table.stream[rows]).size),
         "idle_breakdown": _idle_breakdown(table.stream[rows], ts, end, launched),
         "kernels": _kernel_stats(table.names, table.name[rows], kinds, end - ts, span),
     }
@@ -315,8 +315,10 @@ def _idle_causes(table: EventTable, main_thread: int | None, gaps: iv.Intervals)
     lo, hi = np.iinfo(np.int64).min, np.iinfo(np.int64).max
     main = _host_rows(table, main_thread, lo, hi)
     runtime = np.flatnonzero(table.cat == RUNTIME)
-    blocking = np.union1d(
-        _matching(table, runtime, _TRANSFER_CALL), _matching(table, runtime, _SYNC_CALL)
+    blocking = distinct(
+        np.concatenate(
+            (_matching(table, runtime, _TRANSFER_CALL), _matching(table, runtime, _SYNC_CALL))
+        )
     )
     claims = [
         ("data", _span_of(table, _matching(table, main, PHASE_PATTERNS["data"]))),
@@ -465,7 +467,7 @@ def _name_mask(table: EventTable, pattern: re.Pattern[str]) -> npt.NDArray[np.bo
         host_ids = table.cache.get("host_name_ids")
         if host_ids is None:
             host = (table.cat == CPU_OP) | (table.cat == ANNOTATION) | (table.cat == RUNTIME)
-            host_ids = table.cache["host_name_ids"] = np.unique(table.name[host]).tolist()
+            host_ids = table.cache["host_name_ids"] = distinct(table.name[host]).tolist()
         mask = np.zeros(len(table.names), dtype=bool)
         names = table.names
         hits = [i for i in host_ids if pattern.search(names[i])]
@@ -594,9 +596,18 @@ def _launch_stats(table: EventTable, steps: int) -> dict[str, Any]:
         "count": int(rows.size),
         "per_step": rows.size / steps if steps else None,
         "median_s": float(np.median(dur)) / 1e9 if dur.size else None,
-        "p90_s": float(np.percentile(dur, 90)) / 1e9 if dur.size else None,
+        "p90_s": _percentile(dur, 0.9) / 1e9 if dur.size else None,
         "time_s": int(dur.sum()) / 1e9,
     }
+
+
+def _percentile(values: npt.NDArray[np.int64], q: float) -> float:
+    """``np.percentile``'s default (linear) estimate, without the ``numpy.ma`` import it makes."""
+    ordered = np.sort(values)
+    at = q * (ordered.size - 1)
+    lo = int(at)
+    hi = min(lo + 1, ordered.size - 1)
+    return float(ordered[lo] + (ordered[hi] - ordered[lo]) * (at - lo))
 
 
 def _sync_stats(table: EventTable) -> dict[str, Any]:

@@ -44,11 +44,16 @@ def test_analysing_a_trace_does_not_load_torch() -> None:
         f"{str(TRACES / 'two_ranks_a')!r}, workers=1); pinchpoint.diagnose(a); a.to_json()"
     )
     assert "torch" not in loaded
+    # numpy's masked arrays cost about 12 ms to import in every process that analyses a rank;
+    # np.unique, np.percentile and float np.median import them on first use.
+    assert "numpy.ma" not in loaded
 
 
 def test_public_api_is_pinned() -> None:
     assert set(pinchpoint.__all__) == {
         "KINDS",
+        "Comparison",
+        "compare",
         "Diagnosis",
         "Finding",
         "Remedy",

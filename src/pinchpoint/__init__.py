@@ -3,7 +3,8 @@
 The pipeline: a :class:`Workload` (or your own loop, through :class:`Recorder`) is recorded into
 a :class:`Profile`; :func:`diagnose` turns it into ranked findings. :func:`load_trace` reads
 profiler traces from any job (one file or a folder of ranks) into a :class:`TraceAnalysis` with
-the same findings. Importing pinchpoint does not import torch; :func:`profile` and
+the same findings. :func:`compare` sets two runs side by side and says whether the second
+regressed. Importing pinchpoint does not import torch; :func:`profile` and
 :class:`Recorder` load it when first used.
 """
 
@@ -25,6 +26,7 @@ from pinchpoint.workload import Workload
 
 if TYPE_CHECKING:
     from pinchpoint import remedies
+    from pinchpoint.comparison import Comparison, compare
     from pinchpoint.optimizer import OptimizeResult, optimize
     from pinchpoint.recorders import Recorder, profile
     from pinchpoint.remedies import apply
@@ -36,6 +38,7 @@ __version__ = "0.1.0"
 __all__ = [
     "KINDS",
     "PHASES",
+    "Comparison",
     "DeviceError",
     "Diagnosis",
     "Finding",
@@ -53,6 +56,7 @@ __all__ = [
     "WorkloadError",
     "__version__",
     "apply",
+    "compare",
     "diagnose",
     "load_trace",
     "optimize",
@@ -72,6 +76,8 @@ _LAZY: dict[str, str] = {
     "trial": "pinchpoint.trials",
     "OptimizeResult": "pinchpoint.optimizer",
     "optimize": "pinchpoint.optimizer",
+    "Comparison": "pinchpoint.comparison",
+    "compare": "pinchpoint.comparison",
 }
 
 

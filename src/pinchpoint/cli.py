@@ -151,6 +151,23 @@ def _nothing() -> Iterator[None]:
     yield
 
 
+Html = Annotated[
+    Path | None,
+    typer.Option(
+        "--html", help="Also write a self-contained HTML report (opens offline) to this file."
+    ),
+]
+
+
+def _write_report(result: Any, path: Path) -> None:
+    """Write the HTML report of any result to ``path`` and say where it went."""
+    from pinchpoint.renderers.html import write_html
+    from pinchpoint.report import Report
+
+    written = write_html(Report.build(result), path)
+    _stderr().print(f"HTML report written to {escape(str(written))}", soft_wrap=True)
+
+
 @app.command("profile")
 def profile_command(
     target: Annotated[
@@ -162,6 +179,7 @@ def profile_command(
     json: Annotated[
         Path | None, typer.Option("--json", help="Also write the Profile as JSON to this file.")
     ] = None,
+    html: Html = None,
     debug: Debug = False,
 ) -> None:
     """Record a workload and show where each step's time goes."""
@@ -173,6 +191,8 @@ def profile_command(
         if json is not None:
             written = result.save(json)
             _stderr().print(f"profile written to {written}")
+        if html is not None:
+            _write_report(result, html)
 
     _guarded(debug, work)
 
@@ -196,6 +216,7 @@ def diagnose_command(
     json: Annotated[
         Path | None, typer.Option("--json", help="Also write the diagnosis as JSON to this file.")
     ] = None,
+    html: Html = None,
     debug: Debug = False,
 ) -> None:
     """Find the principal bottleneck, with its evidence and the remedies that apply."""
@@ -224,6 +245,8 @@ def diagnose_command(
         _stdout().print(render_diagnosis(result))
         if json is not None:
             _stderr().print(f"diagnosis written to {result.save(json)}")
+        if html is not None:
+            _write_report(result, html)
 
     _guarded(debug, work)
 
@@ -244,6 +267,7 @@ def trace_command(
         int | None,
         typer.Option("--workers", min=1, help="Processes for the ranks (default: one per core)."),
     ] = None,
+    html: Html = None,
     debug: Debug = False,
 ) -> None:
     """Analyse profiler traces: GPU time breakdown, kernels, steps, stragglers, findings."""
@@ -258,8 +282,62 @@ def trace_command(
         _stdout().print(render_trace(analysis))
         if json is not None:
             _stderr().print(f"trace analysis written to {analysis.save(json)}")
+        if html is not None:
+            _write_report(analysis, html)
 
     _guarded(debug, work)
+
+
+@app.command("compare")
+def compare_command(
+    a: Annotated[
+        str,
+        typer.Argument(
+            help="The baseline: a saved profile, diagnosis or trace analysis (.json), or a "
+            "profiler trace (.json, .json.gz, or a folder of per-rank files)."
+        ),
+    ],
+    b: Annotated[str, typer.Argument(help="The run to check against it, of any of those kinds.")],
+    fail_above: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-above",
+            help="Exit 1 when B's step time is slower than A's by more than this, beyond "
+            "noise: 5% or 0.05 (default 5%).",
+        ),
+    ] = None,
+    json: Annotated[
+        Path | None, typer.Option("--json", help="Also write the comparison as JSON to this file.")
+    ] = None,
+    html: Html = None,
+    debug: Debug = False,
+) -> None:
+    """Compare two runs: step time, phases, operators, kernels, findings. Exit 1 on a regression."""
+    from pinchpoint.targets import is_trace
+
+    if is_trace(a) or is_trace(b):
+        _no_blas_threads()
+    from pinchpoint.comparison import compare, parse_fail_above
+    from pinchpoint.renderers.compare import render_comparison
+
+    try:
+        parse_fail_above(fail_above)  # a mistake in the option shows before any work is done
+    except ValueError as exc:
+        raise _fail(f"--fail-above: {exc}") from None
+
+    def work() -> bool:
+        console = _stderr()
+        with console.status(f"comparing {a} and {b}…") if console.is_terminal else _nothing():
+            result = compare(a, b, fail_above=fail_above)
+        _stdout().print(render_comparison(result))
+        if json is not None:
+            _stderr().print(f"comparison written to {result.save(json)}")
+        if html is not None:
+            _write_report(result, html)
+        return result.regression
+
+    if _guarded(debug, work):
+        raise typer.Exit(code=1)
 
 
 @app.command("optimize")
@@ -293,6 +371,7 @@ def optimize_command(
         typer.Option("--threads", min=1, help="Threads the model runs with (default: torch's)."),
     ] = None,
     device: Device = "cpu",
+    html: Html = None,
     debug: Debug = False,
 ) -> None:
     """Try the remedies for what the diagnosis found; keep the best verified candidate."""
@@ -332,6 +411,8 @@ def optimize_command(
         )
         _stdout().print(render_optimize(result))
         console.print(f"results written to {out}/ (optimize.json, model.pt, remedies.json)")
+        if html is not None:
+            _write_report(result, html)
 
     _guarded(debug, work)
 
@@ -444,9 +525,11 @@ def demo_command(
     steps: Steps = 20,
     debug: Debug = False,
 ) -> None:
-    """Diagnose a built-in training and inference workload and save the results."""
+    """Diagnose a built-in training and inference workload; save each with an HTML report."""
     from pinchpoint.diagnosis import diagnose
+    from pinchpoint.renderers.html import write_html
     from pinchpoint.renderers.terminal import render_diagnosis, render_profile
+    from pinchpoint.report import Report
 
     def work() -> None:
         for target in DEMO_TARGETS:
@@ -455,7 +538,52 @@ def demo_command(
             _stdout().print(render_profile(result.profile))
             _stdout().print(render_diagnosis(result))
             written = result.save(out / f"{profile.name}.diagnosis.json")
-            _stdout().print(f"saved {written}\n")
+            page = write_html(Report.build(result), out / f"{profile.name}.report.html")
+            _stdout().print(f"saved {escape(str(written))} and {escape(str(page))}\n")
+
+    _guarded(debug, work)
+
+
+def _default_report_path(run: str) -> Path:
+    """``run.json`` → ``run.html`` beside it; a folder's report goes beside the folder."""
+    path = Path(run.rstrip("/\\") or run)
+    name = path.name
+    for suffix in (".json.gz", ".json"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return path.with_name(f"{name or 'report'}.html")
+
+
+@app.command("report")
+def report_command(
+    run: Annotated[
+        str,
+        typer.Argument(
+            help="A saved profile, diagnosis, trace analysis, comparison, optimize result (or "
+            "its --out folder) or LR range test (.json); also a profiler trace file or folder."
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="The HTML file to write (default: RUN with .html)."),
+    ] = None,
+    debug: Debug = False,
+) -> None:
+    """Write a self-contained HTML report of a saved result: it opens offline, in any browser."""
+    from pinchpoint.targets import is_trace
+
+    if is_trace(run):
+        _no_blas_threads()
+    from pinchpoint.renderers.html import write_html
+    from pinchpoint.report import Report
+
+    def work() -> None:
+        console = _stderr()
+        with console.status(f"reading {run}…") if console.is_terminal else _nothing():
+            report = Report.load(run)
+        written = write_html(report, output or _default_report_path(run))
+        _stdout().print(f"report written to {escape(str(written))}", soft_wrap=True)
 
     _guarded(debug, work)
 

@@ -6,6 +6,7 @@ only chooses what to show and how to format it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
@@ -35,6 +36,12 @@ __all__ = [
 
 _BAR_WIDTH = 20
 _TOP_OPERATORS = 8
+#: Remedies shown with their reasons for the principal finding; the rest by name.
+_FULL_REMEDIES = 3
+#: Ranks listed in a trace's table; the JSON holds every one.
+_TOP_RANKS = 8
+#: Trials of an optimize run whose verdict is spelled out under the table, besides the chosen.
+_TOP_VERDICTS = 6
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -217,6 +224,9 @@ def format_evidence(key: str, value: Any) -> str:
     """An evidence value formatted by the unit its field name carries (``_s``, ``_bytes``…)."""
     if value is None:
         return "–"
+    if isinstance(value, Mapping):
+        # A breakdown (``idle_causes_s``): each part in the unit its parent's name carries.
+        return ", ".join(f"{k} {format_evidence(key, v)}" for k, v in value.items())
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
     if "_share" in key or key.endswith(("_fraction", "_utilization")):
@@ -239,7 +249,20 @@ def format_evidence(key: str, value: Any) -> str:
 _SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "dim"}
 
 
-def _finding_block(index: int, finding: Finding) -> RenderableType:
+def _evidence_line(finding: Finding) -> Text:
+    """The evidence as one wrapped line of ``name value`` pairs (the JSON keeps the raw data)."""
+    text = Text()
+    for i, (key, value) in enumerate(finding.evidence.items()):
+        if i:
+            text.append(" · ", style="dim")
+        text.append(f"{key} ", style="dim")
+        text.append(format_evidence(key, value))
+    return text
+
+
+def _finding_block(index: int, finding: Finding, *, full: bool = True) -> RenderableType:
+    """One finding: its head and summary; with ``full``, its evidence and why each remedy helps,
+    else only the remedies' names (the principal gets the room, the rest fit the screen)."""
     head = Text(f"{index}. ", style="bold")
     head.append(finding.kind, style="bold")
     head.append(f"  {finding.severity}", style=_SEVERITY_STYLE[finding.severity])
@@ -250,18 +273,29 @@ def _finding_block(index: int, finding: Finding) -> RenderableType:
             f"  {finding.share:.0%} of the step, saving ~{finding.saving_share:.0%} if removed",
             style="dim",
         )
-    evidence = Table(box=None, pad_edge=False, show_header=False)
-    evidence.add_column(style="dim", no_wrap=True)
-    evidence.add_column()
-    for key, value in finding.evidence.items():
-        evidence.add_row(key, Text(format_evidence(key, value)))
-    remedies = Table(box=None, pad_edge=False, show_header=False)
-    remedies.add_column(style="cyan", no_wrap=True)
-    remedies.add_column()
-    for remedy in finding.remedies:
-        remedies.add_row(f"→ {remedy.name}", Text(remedy.why))
-    body = Group(Text(finding.summary), evidence, remedies)
-    return Group(head, Padding(body, (0, 0, 0, 3)))
+    body: list[RenderableType] = [Text(finding.summary)]
+    if full:
+        if finding.evidence:
+            body.append(_evidence_line(finding))
+        remedies = Table(box=None, pad_edge=False, show_header=False)
+        remedies.add_column(style="cyan", no_wrap=True)
+        remedies.add_column()
+        for remedy in finding.remedies[:_FULL_REMEDIES]:
+            remedies.add_row(f"→ {remedy.name}", Text(remedy.why))
+        body.append(remedies)
+    if finding.remedies and (not full or len(finding.remedies) > _FULL_REMEDIES):
+        names = [r.name for r in finding.remedies[_FULL_REMEDIES if full else 0 :]]
+        body.append(Text(("also → " if full else "→ ") + ", ".join(names), style="cyan"))
+    return Group(head, Padding(Group(*body), (0, 0, 0, 3)))
+
+
+def _finding_blocks(findings: list[Finding]) -> list[RenderableType]:
+    """Every finding, the first (the principal) in full, each after a blank line."""
+    parts: list[RenderableType] = []
+    for i, finding in enumerate(findings, start=1):
+        parts.append(Text(""))
+        parts.append(_finding_block(i, finding, full=i == 1))
+    return parts
 
 
 def _verdict(findings: list[Finding]) -> Text:
@@ -284,9 +318,7 @@ def render_diagnosis(diagnosis: Diagnosis) -> RenderableType:
     """One screen: the verdict first, then every finding with its evidence and remedies."""
     verdict = _verdict(diagnosis.findings)
     parts: list[RenderableType] = [verdict, _headline(diagnosis.profile)]
-    for i, finding in enumerate(diagnosis.findings, start=1):
-        parts.append(Text(""))
-        parts.append(_finding_block(i, finding))
+    parts.extend(_finding_blocks(diagnosis.findings))
     roof = diagnosis.roofline
     if roof:
         line = Text("Roofline: ", style="bold")
@@ -306,19 +338,25 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
-def _rank_table(analysis: TraceAnalysis) -> Table:
+def _device_label(summary: dict[str, Any]) -> str:
+    device = summary["device"]
+    return str(device.get("name") or device.get("kind", "cpu"))
+
+
+def _rank_table(analysis: TraceAnalysis) -> RenderableType:
+    """The ranks side by side; the device named once above them when all ranks share it."""
+    labels = {_device_label(s) for s in analysis.ranks}
+    shared = len(labels) == 1
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("rank", "device", "steps", "step", "idle", "compute", "non-compute"):
-        table.add_column(column, justify="left" if column == "device" else "right")
-    table.add_column("overlap", justify="right")
-    table.add_column("exposed comm", justify="right")
-    for summary, profile in zip(analysis.ranks, analysis.profiles(), strict=True):
+    columns = ["rank"] + ([] if shared else ["device"])
+    columns += ["steps", "step", "idle", "compute", "non-compute", "overlap", "exposed comm"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "device" else "right", no_wrap=True)
+    shown = list(zip(analysis.ranks, analysis.profiles(), strict=True))[:_TOP_RANKS]
+    for summary, profile in shown:
         gpu = summary.get("gpu") or {}
-        device = summary["device"]
-        label = device.get("name") or device.get("kind", "cpu")
-        table.add_row(
-            str(summary["rank"]),
-            escape(str(label)),
+        row = [str(summary["rank"])] + ([] if shared else [escape(_device_label(summary))])
+        row += [
             str(len(summary["steps"])),
             format_seconds(profile.step_time_s),
             _pct(gpu.get("idle_share")),
@@ -326,8 +364,16 @@ def _rank_table(analysis: TraceAnalysis) -> Table:
             _pct(gpu.get("non_compute_share")),
             _pct(gpu.get("comm_comp_overlap")),
             _pct(gpu.get("exposed_communication_share")),
-        )
-    return table
+        ]
+        table.add_row(*row)
+    parts: list[RenderableType] = []
+    if shared:
+        parts.append(Text(f"device: {labels.pop()}", style="dim"))
+    parts.append(table)
+    if len(analysis.ranks) > _TOP_RANKS:
+        more = len(analysis.ranks) - _TOP_RANKS
+        parts.append(Text(f"… and {more} more ranks in the JSON", style="dim"))
+    return Group(*parts)
 
 
 def render_trace(analysis: TraceAnalysis) -> RenderableType:
@@ -347,9 +393,7 @@ def render_trace(analysis: TraceAnalysis) -> RenderableType:
             line.append("none. ")
         line.append(f" {report.note}")
         parts.extend([Text(""), line])
-    for i, finding in enumerate(analysis.findings, start=1):
-        parts.append(Text(""))
-        parts.append(_finding_block(i, finding))
+    parts.extend(_finding_blocks(analysis.findings))
     issues = list(analysis.issues) + [
         f"rank {r['rank']}: {issue}" for r in analysis.ranks for issue in r.get("issues", [])
     ]
@@ -366,6 +410,21 @@ def render_trace(analysis: TraceAnalysis) -> RenderableType:
 
 def _quality(value: float | None) -> str:
     return "—" if value is None or value != value else f"{value:.4g}"
+
+
+def _spelled_verdicts(result: OptimizeResult) -> set[int]:
+    """The trials whose verdict is written out: the chosen one, the Pareto frontier, the
+    accepted ones, then the rest in order, :data:`_TOP_VERDICTS` in all (one screen)."""
+    chosen = result.best if result.best is not None else result.best_effort
+    first = [chosen] if chosen is not None else []
+    first += list(result.pareto)
+    first += [i for i, r in enumerate(result.records) if r.accepted]
+    order = first + list(range(len(result.records)))
+    picked: list[int] = []
+    for i in order:
+        if i not in picked and len(picked) < _TOP_VERDICTS:
+            picked.append(i)
+    return set(picked)
 
 
 def render_optimize(result: OptimizeResult) -> RenderableType:
@@ -395,15 +454,17 @@ def render_optimize(result: OptimizeResult) -> RenderableType:
     table.add_column("size", justify="right", no_wrap=True)
     table.add_column("", no_wrap=True)
     verdicts: list[Text] = []
+    spelled = _spelled_verdicts(result)
     for i, record in enumerate(result.records):
         measured = record.trial
         mark = "★" if i == result.best else ("◆" if i in result.pareto else "")
-        verdicts.append(
-            Text(
-                f"{i:>2}. " + ("accepted: " if record.accepted else "") + record.why,
-                style="green" if record.accepted else "",
+        if i in spelled:
+            verdicts.append(
+                Text(
+                    f"{i:>2}. " + ("accepted: " if record.accepted else "") + record.why,
+                    style="green" if record.accepted else "",
+                )
             )
-        )
         if measured is None:
             table.add_row(str(i), escape(record.candidate.short), "—", "—", "—", "")
             continue
@@ -415,6 +476,9 @@ def render_optimize(result: OptimizeResult) -> RenderableType:
             format_bytes(measured.size_bytes),
             Text(mark, style="green" if record.accepted else ""),
         )
+    if len(result.records) > len(spelled):
+        more = len(result.records) - len(spelled)
+        verdicts.append(Text(f"    the verdicts of {more} more trials: optimize.json", style="dim"))
     base = result.baseline
     facts = Text(
         f"baseline: {base.get('quality_metric', 'quality')} {_quality(base.get('quality'))}, "

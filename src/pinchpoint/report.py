@@ -791,45 +791,38 @@ def _layers_note(names: Sequence[str]) -> str:
     return f"{shown} of {len(names)} layers, spread over depth." if shown < len(names) else ""
 
 
+def _step_chart(
+    id: str, title: str, name: str, points: Sequence[tuple[int, Any]], y_title: str, y_log: bool
+) -> Chart:
+    """A line over the steps of one recorded training series (loss, gradient norm)."""
+    return Chart(
+        id=id,
+        title=title,
+        series=(
+            Series(
+                name,
+                tuple(i for i, _ in points),
+                tuple(_finite(v) for _, v in points),
+                style="lines+markers",
+            ),
+        ),
+        x_title="step",
+        y_title=y_title,
+        x_unit="int",
+        y_log=y_log,
+    )
+
+
 def _health_section(profile: Profile) -> Section | None:
     charts: list[Chart | None] = []
     loss = profile.series("loss")
     if loss:
-        charts.append(
-            Chart(
-                id="loss",
-                title="Training loss",
-                series=(
-                    Series(
-                        "loss",
-                        tuple(i for i, _ in loss),
-                        tuple(_finite(v) for _, v in loss),
-                        style="lines+markers",
-                    ),
-                ),
-                x_title="step",
-                y_title="loss",
-                x_unit="int",
-            )
-        )
+        charts.append(_step_chart("loss", "Training loss", "loss", loss, "loss", y_log=False))
     norm = profile.series("grad_norm")
     if norm:
         charts.append(
-            Chart(
-                id="grad-norm",
-                title="Global gradient norm",
-                series=(
-                    Series(
-                        "gradient norm",
-                        tuple(i for i, _ in norm),
-                        tuple(_finite(v) for _, v in norm),
-                        style="lines+markers",
-                    ),
-                ),
-                x_title="step",
-                y_title="L2 norm",
-                x_unit="int",
-                y_log=True,
+            _step_chart(
+                "grad-norm", "Global gradient norm", "gradient norm", norm, "L2 norm", y_log=True
             )
         )
     facts: tuple[Fact, ...] = ()

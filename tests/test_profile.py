@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from pinchpoint import PHASES, Profile, ProfileFormatError, Step
 from pinchpoint._profile import (
     SCHEMA,
+    Distributed,
     Environment,
     FlopCount,
     Machine,
@@ -37,6 +39,7 @@ steps = st.builds(
     samples=st.none() | st.integers(min_value=1, max_value=4096),
     loss=st.none() | any_float,
     grad_norm=st.none() | any_float,
+    comm_s=st.none() | finite,
 )
 operators = st.builds(
     Operator,
@@ -58,7 +61,28 @@ memory = st.builds(
     activations_peak_bytes=st.none() | counts,
     source=st.sampled_from([None, "cuda", "cpu-profiler"]),
 )
-profiles = st.builds(
+distributed = st.builds(
+    Distributed,
+    rank=st.integers(min_value=0, max_value=1023),
+    world_size=st.integers(min_value=1, max_value=1024),
+    backend=st.sampled_from(["gloo", "nccl", ""]),
+    local_rank=st.none() | st.integers(min_value=0, max_value=7),
+    node_rank=st.none() | st.integers(min_value=0, max_value=127),
+    nodes=st.none() | st.integers(min_value=1, max_value=128),
+    hostname=names,
+    job=names,
+    ddp=st.fixed_dictionaries(
+        {},
+        optional={
+            "bucket_cap_mb": finite,
+            "comm_hook": st.sampled_from([None, "fp16", "bf16"]),
+            "static_graph": st.booleans(),
+        },
+    ),
+    buckets_bytes=st.lists(counts, max_size=4),
+    comm_measured=st.booleans(),
+)
+rank_profiles = st.builds(
     Profile,
     name=names,
     mode=st.sampled_from(["train", "infer"]),
@@ -77,7 +101,14 @@ profiles = st.builds(
     environment=st.builds(Environment, python=names, packages=st.dictionaries(names, names)),
     # JSON numbers in the Profile are int64 at most (orjson, like most readers, stops there).
     settings=st.dictionaries(names, st.integers(-(2**63), 2**63 - 1) | names, max_size=3),
+    distributed=st.none() | distributed,
     created=names,
+)
+#: Single Profiles, and merged multi-rank ones whose ranks are Profiles of their own.
+profiles = rank_profiles | st.builds(
+    lambda first, ranks: dataclasses.replace(first, ranks=ranks),
+    rank_profiles,
+    st.lists(rank_profiles, min_size=1, max_size=3),
 )
 
 
@@ -97,7 +128,7 @@ def test_json_round_trip_is_exact(profile: Profile) -> None:
 
 def _has_nan(profile: Profile) -> bool:
     values = [v for s in profile.steps for v in (s.loss, s.grad_norm) if v is not None]
-    return any(math.isnan(v) for v in values)
+    return any(math.isnan(v) for v in values) or any(_has_nan(r) for r in profile.ranks)
 
 
 def test_non_finite_losses_survive_and_stay_valid_json() -> None:
@@ -234,3 +265,48 @@ def test_a_trace_profile_with_its_device_timeline_round_trips() -> None:
     again = Profile.from_json(profile.to_json())
     assert again == profile
     assert again.device_timeline == profile.device_timeline
+
+
+def test_files_written_before_distributed_profiles_still_load() -> None:
+    """A Profile file without communication, ranks or distributed facts (schema 1 as first
+    written) loads, and a single process's file does not gain them."""
+    old = {
+        "schema": SCHEMA,
+        "name": "old",
+        "mode": "train",
+        "device": "cpu",
+        "steps": [
+            {
+                "index": 0,
+                "wall_s": 1.0,
+                "phases": {"forward": 0.4, "backward": 0.5, "optimizer": 0.1},
+                "warmup": False,
+                "sampled": None,
+                "samples": 4,
+                "loss": 1.5,
+                "grad_norm": None,
+            }
+        ],
+    }
+    profile = Profile.from_dict(old)
+    assert profile.distributed is None and profile.ranks == []
+    assert profile.steps[0].comm_s is None and profile.communication_stats() is None
+    written = profile.to_dict()
+    assert "comm_s" not in written["steps"][0] and "communication" not in written["summary"]
+    assert written["distributed"] is None and written["ranks"] == []
+
+
+def test_communication_statistics_of_data_parallel_steps() -> None:
+    steps = [
+        Step(0, 1.0, {"backward": 0.5, "communication": 0.1, "other": 0.4}, comm_s=0.4),
+        Step(1, 1.0, {"backward": 0.6, "communication": 0.3, "other": 0.1}, comm_s=0.6),
+        Step(2, 2.0, {"other": 2.0}, warmup=True, comm_s=2.0),
+    ]
+    profile = Profile("dp", "train", "cpu", steps=steps)
+    stats = profile.communication_stats()
+    assert stats is not None and stats.steps == 2
+    assert stats.allreduce_s == pytest.approx(1.0) and stats.exposed_s == pytest.approx(0.4)
+    assert stats.exposed_share == pytest.approx(0.2) and stats.overlap == pytest.approx(0.6)
+    assert stats.allreduce_median_s == pytest.approx(0.5)
+    assert profile.busy_time_s == pytest.approx(0.8)
+    assert profile.to_dict()["summary"]["communication"]["overlap"] == pytest.approx(0.6)

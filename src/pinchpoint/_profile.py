@@ -13,6 +13,12 @@ through JSON and give back an equal object):
 - :class:`Machine` and :class:`Environment`: where the run happened.
 - :class:`DeviceTimeline`: the device's busy, idle, compute and communication time, from a
   trace's kernel timeline (imported traces; None for runs recorded without one).
+- :class:`Distributed`: which rank of a data-parallel job recorded the run, and how its
+  gradients were reduced (None for a single process).
+
+A multi-rank Profile (a data-parallel job, see :mod:`pinchpoint.distributed`) is rank 0's Profile
+with every rank's own Profile, rank 0's included, in :attr:`Profile.ranks`, sorted by rank; each
+of those has no ranks of its own.
 
 Statistics (medians, spread, shares) are derived on demand from the steps and are written to JSON
 under ``summary`` for readers of the file; ``from_dict`` ignores that key, so the file's numbers
@@ -36,7 +42,9 @@ from pinchpoint.errors import ProfileFormatError
 __all__ = [
     "PHASES",
     "SCHEMA",
+    "CommunicationStats",
     "DeviceTimeline",
+    "Distributed",
     "Environment",
     "FlopCount",
     "Health",
@@ -51,8 +59,17 @@ __all__ = [
 
 SCHEMA = "pinchpoint.profile/1"
 
-#: The phases a step's wall time is split into, in the order they happen.
-PHASES: tuple[str, ...] = ("data", "transfer", "forward", "backward", "optimizer", "other")
+#: The phases a step's wall time is split into, in the order they happen. ``communication`` is
+#: the wait for gradient all-reduce after backward (data-parallel runs only; absent elsewhere).
+PHASES: tuple[str, ...] = (
+    "data",
+    "transfer",
+    "forward",
+    "backward",
+    "communication",
+    "optimizer",
+    "other",
+)
 
 
 def _float_out(value: float | None) -> float | str | None:
@@ -91,6 +108,9 @@ class Step:
         samples: the batch size seen in this step, when known.
         loss: the training loss, when recorded.
         grad_norm: the global L2 norm of the gradients before the optimizer step.
+        comm_s: data-parallel runs: the seconds in which some gradient all-reduce of this step
+            ran (the union of its buckets' all-reduces, start to completion); None elsewhere.
+            The part of it not overlapped with backward is the ``communication`` phase.
     """
 
     index: int
@@ -101,6 +121,7 @@ class Step:
     samples: int | None = None
     loss: float | None = None
     grad_norm: float | None = None
+    comm_s: float | None = None
 
     @property
     def measured(self) -> bool:
@@ -108,7 +129,7 @@ class Step:
         return not self.warmup and self.sampled is None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "index": self.index,
             "wall_s": self.wall_s,
             "phases": dict(self.phases),
@@ -118,6 +139,10 @@ class Step:
             "loss": _float_out(self.loss),
             "grad_norm": _float_out(self.grad_norm),
         }
+        if self.comm_s is not None:
+            # Written only where measured: a single process's files stay as they were.
+            d["comm_s"] = self.comm_s
+        return d
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Step:
@@ -126,6 +151,8 @@ class Step:
         d["wall_s"] = float(d["wall_s"])
         d["loss"] = _float_in(d.get("loss"))
         d["grad_norm"] = _float_in(d.get("grad_norm"))
+        if d.get("comm_s") is not None:
+            d["comm_s"] = float(d["comm_s"])
         return cls(**d)
 
 
@@ -426,6 +453,44 @@ class DeviceTimeline:
 
 
 @dataclass(frozen=True)
+class Distributed:
+    """One rank of a data-parallel job: where it ran and how its gradients were reduced.
+
+    ``rank`` and ``world_size`` are the process group's; ``local_rank`` the rank on its node,
+    ``node_rank`` the node's (torchrun's ``GROUP_RANK``) and ``nodes`` how many nodes the job
+    spans (for a merged Profile: the distinct nodes its ranks report). ``job`` identifies the
+    job (torchrun's run id), so that files from different jobs are never merged. ``ddp`` holds
+    the DistributedDataParallel settings in force (``bucket_cap_mb``, ``comm_hook``,
+    ``gradient_as_bucket_view``, ``static_graph``, ``find_unused_parameters``) and
+    ``buckets_bytes`` the size of each gradient bucket, in the order they were all-reduced in
+    the last step that reduced them. ``comm_measured`` says whether pinchpoint's timing hook
+    saw the all-reduces (False where the model had a communication hook of its own).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    backend: str = ""
+    local_rank: int | None = None
+    node_rank: int | None = None
+    nodes: int | None = None
+    hostname: str = ""
+    job: str = ""
+    ddp: dict[str, Any] = field(default_factory=dict)
+    buckets_bytes: list[int] = field(default_factory=list)
+    comm_measured: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["ddp"] = dict(self.ddp)
+        d["buckets_bytes"] = list(self.buckets_bytes)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Distributed:
+        return cls(**_from_fields(cls, data))
+
+
+@dataclass(frozen=True)
 class PhaseStats:
     """Median and spread of one phase over the measured steps, in seconds and as a share."""
 
@@ -437,6 +502,60 @@ class PhaseStats:
 
     def to_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class CommunicationStats:
+    """Gradient all-reduce over the measured steps of a data-parallel run.
+
+    ``allreduce_s`` is the all-reduce time summed over the steps (each step's union of its
+    buckets' all-reduces), ``exposed_s`` the ``communication`` phase summed (the wait after the
+    last local gradient), ``wall_s`` the steps' wall time; the medians are per step.
+    ``overlap`` is the share of all-reduce time hidden behind backward, ``1 - exposed /
+    allreduce`` (clipped to 0-1; None without any all-reduce).
+    """
+
+    steps: int
+    allreduce_s: float
+    exposed_s: float
+    wall_s: float
+    allreduce_median_s: float
+    exposed_median_s: float
+
+    @property
+    def exposed_share(self) -> float:
+        """The exposed wait's share of the steps' wall time."""
+        return self.exposed_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def overlap(self) -> float | None:
+        """The share of all-reduce time that backward hid (None without any all-reduce)."""
+        if self.allreduce_s <= 0:
+            return None
+        return min(1.0, max(0.0, 1.0 - self.exposed_s / self.allreduce_s))
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["exposed_share"] = self.exposed_share
+        d["overlap"] = self.overlap
+        return d
+
+
+def communication_stats(steps: Iterable[Step]) -> CommunicationStats | None:
+    """All-reduce statistics of the given steps; None when none of them measured any."""
+    steps = [s for s in steps if s.comm_s is not None]
+    if not steps:
+        return None
+    reduce = [s.comm_s or 0.0 for s in steps]
+    exposed = [s.phases.get("communication", 0.0) for s in steps]
+    return CommunicationStats(
+        steps=len(steps),
+        allreduce_s=sum(reduce),
+        exposed_s=sum(exposed),
+        wall_s=sum(s.wall_s for s in steps),
+        allreduce_median_s=statistics.median(reduce),
+        exposed_median_s=statistics.median(exposed),
+    )
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:
@@ -489,6 +608,10 @@ class Profile:
         health: per-layer training-health series (training runs), see :class:`Health`.
         device_timeline: the device's kernel timeline (imported traces), see
             :class:`DeviceTimeline`.
+        distributed: the rank, world size, backend and DDP settings of a data-parallel run
+            (see :class:`Distributed`); None for a single process.
+        ranks: a merged multi-rank Profile's per-rank Profiles, sorted by rank (rank 0's
+            included: this Profile's own fields are rank 0's); empty for one rank.
         operator_coverage: of the profiled step's host time (``wall_s``, its batch wait left
             out), how much ran inside some operator or annotation (``covered_s``; the rest is
             Python and framework machinery between operators), and how much of it, with how
@@ -511,6 +634,8 @@ class Profile:
     operator_coverage: dict[str, float] | None = None
     health: Health | None = None
     device_timeline: DeviceTimeline | None = None
+    distributed: Distributed | None = None
+    ranks: list[Profile] = field(default_factory=list)
     created: str = ""
 
     @property
@@ -529,8 +654,19 @@ class Profile:
         return statistics.median(walls) if walls else None
 
     @property
+    def busy_time_s(self) -> float | None:
+        """The median of the measured steps' wall time less their ``communication`` phase: a
+        rank's own work per step, without its wait in the gradient all-reduce."""
+        busy = [s.wall_s - s.phases.get("communication", 0.0) for s in self.measured_steps]
+        return statistics.median(busy) if busy else None
+
+    @property
     def throughput(self) -> float | None:
-        """Samples per second over the measured steps, when batch sizes are known."""
+        """Samples per second over the measured steps, when batch sizes are known (for a merged
+        multi-rank Profile: of the whole job, every rank's summed)."""
+        if self.ranks:
+            rates = [r.throughput for r in self.ranks]
+            return None if any(r is None for r in rates) else sum(r or 0.0 for r in rates)
         steps = self.measured_steps
         if not steps or any(s.samples is None for s in steps):
             return None
@@ -555,15 +691,23 @@ class Profile:
         """``(step index, value)`` of a per-step series (``loss``, ``grad_norm``) where recorded."""
         return [(s.index, v) for s in self.steps if (v := getattr(s, name)) is not None]
 
+    def communication_stats(self) -> CommunicationStats | None:
+        """Gradient all-reduce over the measured steps (None for a single process)."""
+        return communication_stats(self.measured_steps)
+
     def summary(self) -> dict[str, Any]:
         """Derived statistics for readers of the JSON file (never read back)."""
-        return {
+        out: dict[str, Any] = {
             "measured_steps": len(self.measured_steps),
             "step_time_s": self.step_time_s,
             "throughput_per_s": self.throughput,
             "achieved_flops_per_s": self.achieved_flops_per_s,
             "phases": {k: v.to_dict() for k, v in self.phase_stats().items()},
         }
+        comm = self.communication_stats()
+        if comm is not None:
+            out["communication"] = comm.to_dict()
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The Profile as JSON-ready data, with the schema version and a derived summary."""
@@ -588,8 +732,10 @@ class Profile:
             "device_timeline": (
                 self.device_timeline.to_dict() if self.device_timeline is not None else None
             ),
+            "distributed": self.distributed.to_dict() if self.distributed is not None else None,
             "modules": [m.to_dict() for m in self.modules],
             "operators": [o.to_dict() for o in self.operators],
+            "ranks": [r.to_dict() for r in self.ranks],
         }
 
     @classmethod
@@ -627,7 +773,11 @@ class Profile:
                     if data.get("device_timeline")
                     else None
                 ),
+                distributed=(
+                    Distributed.from_dict(data["distributed"]) if data.get("distributed") else None
+                ),
                 operators=[Operator.from_dict(o) for o in data.get("operators", [])],
+                ranks=[cls.from_dict(r) for r in data.get("ranks") or []],
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProfileFormatError(

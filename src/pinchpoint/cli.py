@@ -168,6 +168,86 @@ def _write_report(result: Any, path: Path) -> None:
     _stderr().print(f"HTML report written to {escape(str(written))}", soft_wrap=True)
 
 
+Nproc = Annotated[
+    int | None,
+    typer.Option(
+        "--nproc",
+        help="Run on this many ranks of this node under torchrun with DistributedDataParallel "
+        "(gloo on cpu, NCCL on cuda) and merge their profiles.",
+    ),
+]
+Nnodes = Annotated[
+    int, typer.Option("--nnodes", help="Nodes of a multi-node job (run the same command on each).")
+]
+NodeRank = Annotated[
+    int,
+    typer.Option("--node-rank", help="This node's number, 0 to nnodes-1 (0 hosts the rendezvous)."),
+]
+RdzvEndpoint = Annotated[
+    str | None,
+    typer.Option("--rdzv-endpoint", help="HOST:PORT of node 0's rendezvous (several nodes)."),
+]
+RanksDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--ranks-dir", help="Folder for the per-rank profiles (default: a temporary folder)."
+    ),
+]
+Timeout = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout", min=1.0, help="With --nproc: stop the whole job after these seconds."
+    ),
+]
+
+
+def _record_ranks(
+    target: str,
+    nproc: int,
+    nnodes: int,
+    node_rank: int,
+    rdzv_endpoint: str | None,
+    steps: int,
+    warmup: int,
+    device: str,
+    ranks_dir: Path | None,
+    timeout: float | None,
+) -> Any:
+    """Launch ``target`` on many ranks; the merged Profile, or None on a node without rank 0."""
+    from pinchpoint.distributed import launch
+
+    if nproc < 1:
+        raise _fail(f"--nproc must be at least 1, not {nproc}")
+    console = _stderr()
+    ranks = f"{nproc} rank{'s' * (nproc != 1)}" + (
+        f" on each of {nnodes} nodes" if nnodes > 1 else ""
+    )
+    try:
+        with console.status(f"running {target} on {ranks}…") if console.is_terminal else _nothing():
+            merged = launch(
+                target,
+                nproc=nproc,
+                nnodes=nnodes,
+                node_rank=node_rank,
+                rdzv_endpoint=rdzv_endpoint,
+                steps=steps,
+                warmup=warmup,
+                device=device,
+                out_dir=ranks_dir,
+                timeout_s=timeout,
+            )
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if merged is None:
+        where = str(ranks_dir) if ranks_dir is not None else "a temporary folder (--ranks-dir)"
+        console.print(
+            "rank 0 ran on another node, which merges the job; this node's ranks saved their "
+            f"profiles in {escape(where)}",
+            soft_wrap=True,
+        )
+    return merged
+
+
 @app.command("profile")
 def profile_command(
     target: Annotated[
@@ -180,13 +260,35 @@ def profile_command(
         Path | None, typer.Option("--json", help="Also write the Profile as JSON to this file.")
     ] = None,
     html: Html = None,
+    nproc: Nproc = None,
+    nnodes: Nnodes = 1,
+    node_rank: NodeRank = 0,
+    rdzv_endpoint: RdzvEndpoint = None,
+    ranks_dir: RanksDir = None,
+    timeout: Timeout = None,
     debug: Debug = False,
 ) -> None:
     """Record a workload and show where each step's time goes."""
     from pinchpoint.renderers.terminal import render_profile
 
     def work() -> None:
-        result = _record(_load(target), steps, warmup, device)
+        if nproc is not None:
+            result = _record_ranks(
+                target,
+                nproc,
+                nnodes,
+                node_rank,
+                rdzv_endpoint,
+                steps,
+                warmup,
+                device,
+                ranks_dir,
+                timeout,
+            )
+            if result is None:
+                return
+        else:
+            result = _record(_load(target), steps, warmup, device)
         _stdout().print(render_profile(result))
         if json is not None:
             written = result.save(json)
@@ -217,6 +319,12 @@ def diagnose_command(
         Path | None, typer.Option("--json", help="Also write the diagnosis as JSON to this file.")
     ] = None,
     html: Html = None,
+    nproc: Nproc = None,
+    nnodes: Nnodes = 1,
+    node_rank: NodeRank = 0,
+    rdzv_endpoint: RdzvEndpoint = None,
+    ranks_dir: RanksDir = None,
+    timeout: Timeout = None,
     debug: Debug = False,
 ) -> None:
     """Find the principal bottleneck, with its evidence and the remedies that apply."""
@@ -230,10 +338,30 @@ def diagnose_command(
     budget = parse_size(memory_budget) if memory_budget is not None else None
 
     def work() -> None:
-        loaded = _load(target, profiles=True)
         from pinchpoint._profile import Profile
         from pinchpoint.traces import TraceAnalysis
 
+        if nproc is not None:
+            if is_trace(target) or target.endswith(".json"):
+                raise _fail(
+                    "--nproc records a workload; a saved profile or trace is diagnosed as is"
+                )
+            loaded = _record_ranks(
+                target,
+                nproc,
+                nnodes,
+                node_rank,
+                rdzv_endpoint,
+                steps,
+                warmup,
+                device,
+                ranks_dir,
+                timeout,
+            )
+            if loaded is None:
+                return
+        else:
+            loaded = _load(target, profiles=True)
         if not isinstance(loaded, (Profile, TraceAnalysis)):
             loaded = _record(loaded, steps, warmup, device, what="diagnosing")
         with (
@@ -247,6 +375,36 @@ def diagnose_command(
             _stderr().print(f"diagnosis written to {result.save(json)}")
         if html is not None:
             _write_report(result, html)
+
+    _guarded(debug, work)
+
+
+@app.command("merge")
+def merge_command(
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="A folder of per-rank profiles (.json), or the files, from one data-parallel job."
+        ),
+    ],
+    json: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write the merged multi-rank Profile as JSON to this file."),
+    ] = None,
+    html: Html = None,
+    debug: Debug = False,
+) -> None:
+    """Merge the per-rank profiles of one data-parallel job into one multi-rank profile."""
+    from pinchpoint.distributed import merge
+    from pinchpoint.renderers.terminal import render_profile
+
+    def work() -> None:
+        merged = merge(paths[0] if len(paths) == 1 else paths)
+        _stdout().print(render_profile(merged))
+        if json is not None:
+            _stderr().print(f"merged profile written to {escape(str(merged.save(json)))}")
+        if html is not None:
+            _write_report(merged, html)
 
     _guarded(debug, work)
 
@@ -340,6 +498,78 @@ def compare_command(
         raise typer.Exit(code=1)
 
 
+@app.command("scale")
+def scale_command(
+    target: Annotated[
+        str,
+        typer.Argument(help="A training workload: file.py, file.py:function or zoo:NAME."),
+    ],
+    nproc: Annotated[
+        str,
+        typer.Option(
+            "--nproc", help="Process counts to compare, e.g. 1,2 (the smallest is the reference)."
+        ),
+    ] = "1,2",
+    steps: Steps = 20,
+    warmup: Warmup = 3,
+    repeats: Annotated[
+        int,
+        typer.Option("--repeats", min=1, help="Runs per process count, interleaved (1 2 2 1)."),
+    ] = 2,
+    device: Annotated[
+        str, typer.Option("--device", help="cpu (gloo) or cuda (NCCL, one GPU per rank).")
+    ] = "cpu",
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=1.0, help="Seconds one run may take before it is stopped."),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="Threads per rank at every count (default: cores / the largest count).",
+        ),
+    ] = None,
+    json: Annotated[
+        Path | None, typer.Option("--json", help="Also write the measurement as JSON to this file.")
+    ] = None,
+    debug: Debug = False,
+) -> None:
+    """Measure data-parallel throughput at each process count and its efficiency against linear."""
+    from pinchpoint.distributed.scale import parse_nprocs, scale
+    from pinchpoint.renderers.scale import render_scale
+
+    try:
+        counts = parse_nprocs(nproc)
+    except ValueError as exc:
+        raise _fail(f"--nproc: {exc}") from None
+
+    def work() -> None:
+        console = _stderr()
+        runs = len(counts) * repeats
+        with (
+            console.status(f"running {target} {runs} times on {nproc} processes…")
+            if console.is_terminal
+            else _nothing()
+        ):
+            result = scale(
+                target,
+                counts,
+                steps=steps,
+                warmup=warmup,
+                device=device,
+                timeout_s=timeout,
+                repeats=repeats,
+                threads=threads,
+            )
+        _stdout().print(render_scale(result))
+        if json is not None:
+            console.print(f"scaling written to {escape(str(result.save(json)))}", soft_wrap=True)
+
+    _guarded(debug, work)
+
+
 @app.command("optimize")
 def optimize_command(
     target: Annotated[
@@ -371,6 +601,15 @@ def optimize_command(
         typer.Option("--threads", min=1, help="Threads the model runs with (default: torch's)."),
     ] = None,
     device: Device = "cpu",
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            "--nproc",
+            min=1,
+            help="Run data-parallel on this many processes (torchrun, DDP): the baseline and "
+            "each candidate are launched runs, and the data-parallel remedies are tried.",
+        ),
+    ] = None,
     html: Html = None,
     debug: Debug = False,
 ) -> None:
@@ -386,6 +625,8 @@ def optimize_command(
         raise typer.BadParameter(str(exc)) from None
     if objective not in ("latency", "throughput", "size", "memory"):
         raise typer.BadParameter(f"{objective!r}: use latency, throughput, size or memory")
+    if nproc is not None and objective not in ("latency", "throughput"):
+        raise typer.BadParameter("--nproc trials measure speed: use latency or throughput")
 
     def work() -> None:
         import dataclasses
@@ -408,6 +649,7 @@ def optimize_command(
             device=device,
             target=target,
             on_trial=progress,
+            nproc=nproc,
         )
         _stdout().print(render_optimize(result))
         console.print(f"results written to {out}/ (optimize.json, model.pt, remedies.json)")

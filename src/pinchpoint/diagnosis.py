@@ -129,14 +129,19 @@ def _same_machine(profile: Profile) -> bool:
 
 
 def _with_peaks(profile: Profile, device: str) -> Profile:
-    """The profile with this machine's calibrated peaks, when it was recorded on this machine."""
+    """The profile with this machine's calibrated peaks, when it was recorded on this machine
+    (a merged multi-rank Profile: each of its ranks that was); a new Profile where any are
+    added, the given one untouched."""
+    ranks = [_with_peaks(r, device) for r in profile.ranks]
+    if any(new is not old for new, old in zip(ranks, profile.ranks, strict=True)):
+        profile = dataclasses.replace(profile, ranks=ranks)
     if profile.machine.peaks or not _same_machine(profile):
         return profile
     from pinchpoint.machine.calibrate import load_or_calibrate
 
     peaks, _ = load_or_calibrate(device)
-    profile.machine = dataclasses.replace(profile.machine, peaks=peaks.as_machine_peaks())
-    return profile
+    machine = dataclasses.replace(profile.machine, peaks=peaks.as_machine_peaks())
+    return dataclasses.replace(profile, machine=machine)
 
 
 def _reanalysed(analysis: TraceAnalysis, analyzers: Iterable[Analyzer]) -> TraceAnalysis:

@@ -24,7 +24,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -71,6 +71,12 @@ FAMILIES: dict[str, int] = {
     "lr_schedule": 4,
     "grad_accumulation": 3,
     "activation_checkpointing": 2,
+    # Data-parallel: compression changes the numbers sent, buckets how they are sent; the
+    # last two both change the work per all-reduce, so only one of them goes in a combination.
+    "grad_compression": 1,
+    "ddp_buckets": 2,
+    "no_sync_accumulation": 3,
+    "per_rank_batch": 3,
 }
 #: ONNX Runtime runs the model it exports: it only combines with structural remedies.
 _EXPORTS = {"onnx_runtime"}
@@ -173,6 +179,7 @@ class OptimizeResult:
     diagnosis: dict[str, Any] | None = None
     seconds: float = 0.0
     stopped_early: bool = False
+    nproc: int | None = None
 
     @property
     def chosen(self) -> TrialRecord | None:
@@ -199,6 +206,7 @@ class OptimizeResult:
             "pareto": self.pareto,
             "seconds": self.seconds,
             "stopped_early": self.stopped_early,
+            "nproc": self.nproc,
         }
 
     def save(self, folder: str | Path) -> Path:
@@ -273,19 +281,27 @@ def candidates_for(
     objective: str,
     machine: Machine,
     findings: Sequence[Any] = (),
+    *,
+    ranks: int = 1,
 ) -> list[Candidate]:
     """The single-remedy candidates for ``workload``, most promising first.
 
     Those addressing the diagnosis's findings come first, then the other ones the objective
     calls for, each group in the objective's order of usual pay-off; gated ones (not fast on
-    this machine) go last.
+    this machine) go last. When the findings come from a multi-rank profile (``ranks`` > 1) of
+    a training workload and one of them is ``communication_bound``, the data-parallel remedies
+    (:mod:`pinchpoint.remedies.distributed`) lead the pool.
     """
     pool = _objective_pool(workload, objective)
     wanted: list[str] = []
     for finding in findings:
-        for remedy in getattr(finding, "remedies", ()):
-            if remedy.name not in wanted:
-                wanted.append(remedy.name)
+        kind = getattr(finding, "kind", None)
+        # A config may name the finding kind it addresses as well as catalog remedies.
+        for name in (kind, *(r.name for r in getattr(finding, "remedies", ()))):
+            if name and name not in wanted:
+                wanted.append(name)
+    if ranks > 1 and workload.mode == "train" and "communication_bound" in wanted:
+        pool = [*_data_parallel_pool(machine), *pool]
 
     def rank(item: tuple[int, RemedyConfig]) -> tuple[bool, bool, int]:
         # Gated last; then what the diagnosis asks for before the rest; within each, the
@@ -305,6 +321,28 @@ def candidates_for(
         )
         out.append(Candidate((config,), reason, config.gate(machine)))
     return out
+
+
+def _data_parallel_pool(machine: Machine) -> list[RemedyConfig]:
+    """The remedies for exposed gradient all-reduce, in order of their usual pay-off.
+
+    One all-reduce per four micro-batches and twice the samples per all-reduce cut the
+    collective's share most; larger buckets cut the number of all-reduces per step (each
+    pays a fixed latency on top of its bytes; on a CPU, where backward is short, overlap hides
+    little); compression halves the bytes. The larger batch keeps the learning rate, since a
+    launched job's ranks are told their batch size, not their rate. Compression is bf16 where
+    a GPU has it natively, else fp16.
+    """
+    from pinchpoint.remedies import DDPBuckets, GradCompression, NoSyncAccumulation, PerRankBatch
+
+    bf16 = GradCompression("bf16")
+    native_bf16 = machine.gpu is not None and bf16.gate(machine) is None
+    return [
+        NoSyncAccumulation(steps=4),
+        PerRankBatch(factor=2, scale_lr=False),
+        DDPBuckets(bucket_cap_mb=100.0),
+        bf16 if native_bf16 else GradCompression("fp16"),
+    ]
 
 
 def _objective_pool(workload: Workload, objective: str) -> list[RemedyConfig]:
@@ -494,6 +532,8 @@ def optimize(
     target: str | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
     keep_models: bool = False,
+    nproc: int | None = None,
+    trial_options: Mapping[str, Any] | None = None,
 ) -> OptimizeResult:
     """Find the best candidate for ``objective`` whose quality stays within ``max_drop``.
 
@@ -515,9 +555,18 @@ def optimize(
         on_trial: called with each record as it completes (progress display).
         keep_models: keep every candidate's workload in its record (by default only the best
             and best-effort ones are kept, to free memory).
+        nproc: run the workload data-parallel on this many processes: the diagnosis records
+            ``target`` through :func:`pinchpoint.distributed.launch`, and every trial is a
+            :func:`~pinchpoint.trials.distributed.distributed_trial` (interleaved launches of
+            the baseline and the candidate). Only remedies whose effect launch can pass to the
+            ranks are tried (:data:`~pinchpoint.trials.distributed.LAUNCHABLE`). Needs
+            ``target``, a training workload and a speed objective.
+        trial_options: keyword arguments for every trial (``seeds``, ``steps``…; with
+            ``nproc``: ``steps``, ``warmup``, ``repeats``, ``timeout_s``).
 
     Raises:
-        ValueError: an unknown objective, a bad budget or time budget.
+        ValueError: an unknown objective, a bad budget or time budget, or ``nproc`` without
+            ``target`` or with an objective other than speed.
         WorkloadError: an objective that does not fit the workload (size for a training
             workload).
     """
@@ -533,6 +582,8 @@ def optimize(
         )
     budget = Budget.parse(max_drop)
     total_s = parse_duration(time_budget)
+    if nproc is not None:
+        _check_distributed(workload, objective, nproc, target)
     if out is not None:
         _writable_folder(Path(out))  # before the search, not after ten minutes of it
     started = time.perf_counter()
@@ -541,17 +592,25 @@ def optimize(
         machine = describe_machine()
     diagnosis_dict: dict[str, Any] | None = None
     findings: list[Any] = []
+    ranks = 1
     if diagnose_first:
-        diagnosis = _diagnose(workload, device)
+        if nproc is not None and target is not None:
+            diagnosis, ranks = _diagnose_distributed(target, nproc, device)
+        else:
+            diagnosis = _diagnose(workload, device)
         findings = list(diagnosis.findings)
         diagnosis_dict = {
             "principal": diagnosis.principal.kind if diagnosis.principal else None,
             "findings": [f.kind for f in findings],
         }
     if candidates is None:
-        queue = candidates_for(workload, objective, machine, findings)
+        queue = candidates_for(workload, objective, machine, findings, ranks=ranks)
+        if nproc is not None:
+            queue = [c for c in queue if _launchable(c)]
     else:
         queue = [_as_candidate(c, machine) for c in candidates]
+    options = dict(trial_options or {})
+    run_trial = _trial_runner(nproc, target, options)
     records: list[TrialRecord] = []
     stopped_early = False
     longest = 0.0
@@ -562,7 +621,7 @@ def optimize(
         if left < max(longest, 5.0):
             stopped_early = True
             return False
-        record = _try(workload, candidate, objective, budget, device, left)
+        record = _try(workload, candidate, objective, budget, device, left, run_trial)
         longest = max(longest, record.seconds)
         records.append(record)
         if on_trial is not None:
@@ -608,6 +667,7 @@ def optimize(
         diagnosis=diagnosis_dict,
         seconds=time.perf_counter() - started,
         stopped_early=stopped_early,
+        nproc=nproc,
     )
     for index, record in enumerate(records):
         if not keep_models and index not in (best, best_effort):
@@ -630,6 +690,58 @@ def _diagnose(workload: Workload, device: str) -> Diagnosis:
     return diagnose(subject, steps=8, warmup=2, device=device)
 
 
+def _check_distributed(workload: Workload, objective: str, nproc: int, target: str | None) -> None:
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"nproc must be a positive integer, not {nproc!r}")
+    if target is None:
+        raise ValueError("a distributed optimize needs target: what every rank loads (zoo:NAME…)")
+    if objective not in ("latency", "throughput"):
+        raise ValueError(
+            f"a distributed optimize measures speed: use latency or throughput, not {objective!r}"
+        )
+    if workload.mode != "train":
+        raise WorkloadError(
+            f"workload {workload.name!r} does not train: data-parallel runs need an optimizer"
+        )
+
+
+def _diagnose_distributed(target: str, nproc: int, device: str) -> tuple[Diagnosis, int]:
+    """The diagnosis of one launched run of ``target`` on ``nproc`` processes, and its ranks."""
+    from pinchpoint.diagnosis import diagnose
+    from pinchpoint.distributed import launch
+
+    profile = launch(target, nproc=nproc, steps=8, warmup=2, device=device)
+    if profile is None:
+        raise WorkloadError(f"the run of {target} on {nproc} processes returned no profile")
+    ranks = len(profile.ranks) or (profile.distributed.world_size if profile.distributed else 1)
+    return diagnose(profile, name=target), ranks
+
+
+def _launchable(candidate: Candidate) -> bool:
+    from pinchpoint.trials.distributed import LAUNCHABLE
+
+    return all(r.name in LAUNCHABLE for r in candidate.remedies)
+
+
+TrialRunner = Callable[..., "Trial"]
+
+
+def _trial_runner(nproc: int | None, target: str | None, options: dict[str, Any]) -> TrialRunner:
+    """The function that measures a candidate: :func:`~pinchpoint.trials.trial`, or with
+    ``nproc`` a distributed trial of ``target``; ``options`` go to every call."""
+    if nproc is None or target is None:
+        from pinchpoint.trials.trial import trial
+
+        return lambda baseline, candidate, **kw: trial(baseline, candidate, **{**kw, **options})
+    from pinchpoint.trials.distributed import distributed_trial
+
+    def run(baseline: Workload, candidate: Workload, **kw: Any) -> Trial:
+        kw.pop("max_time_s", None)  # a launched run's length is its steps
+        return distributed_trial(target, baseline, candidate, nproc=nproc, **{**kw, **options})
+
+    return run
+
+
 def _as_candidate(
     item: Candidate | RemedyConfig | Sequence[RemedyConfig], machine: Any
 ) -> Candidate:
@@ -649,9 +761,11 @@ def _try(
     budget: Budget,
     device: str,
     left_s: float,
+    run_trial: TrialRunner | None = None,
 ) -> TrialRecord:
     from pinchpoint.trials.trial import trial
 
+    run_trial = run_trial or trial
     started = time.perf_counter()
     record = TrialRecord(candidate)
     try:
@@ -661,7 +775,7 @@ def _try(
         record.seconds = time.perf_counter() - started
         return record
     try:
-        record.trial = trial(
+        record.trial = run_trial(
             workload,
             applied,
             objective=objective,

@@ -495,6 +495,8 @@ def _profile_sections(profile: Profile, roofline: Mapping[str, Any]) -> tuple[Se
     return _kept(
         [
             _steps_section(profile),
+            _data_parallel_section(profile),
+            _profile_stragglers_section(profile),
             _roofline_section(roofline),
             _operators_section(profile),
             _modules_section(profile),
@@ -572,7 +574,136 @@ def _steps_section(profile: Profile) -> Section | None:
         if skipped
         else "Each bar is one measured step split into its phases."
     ]
+    if profile.ranks:
+        text.append("These are rank 0's steps; “Data-parallel ranks” sets every rank's beside it.")
     return _section("steps", "Where a step's time goes", text, _facts(*facts), [table], [chart])
+
+
+def _data_parallel_section(profile: Profile) -> Section | None:
+    """A data-parallel run: the job's all-reduce, and a merged Profile's ranks side by side."""
+    dist = profile.distributed
+    if dist is None:
+        return None
+    from pinchpoint.analyzers.device import job_communication
+
+    stats = job_communication(profile) if profile.ranks else profile.communication_stats()
+    facts = _facts(
+        Fact("world size", dist.world_size, "int"),
+        Fact("nodes", dist.nodes, "int"),
+        Fact("backend", dist.backend),
+        Fact("this rank", None if profile.ranks else dist.rank, "int"),
+        Fact("gradient buckets", len(dist.buckets_bytes) or None, "int"),
+        Fact("gradient bytes all-reduced", sum(dist.buckets_bytes) or None, "bytes"),
+        Fact("bucket cap (MB)", dist.ddp.get("bucket_cap_mb"), "number"),
+        Fact("compression hook", dist.ddp.get("comm_hook")),
+        Fact("data sharding", profile.settings.get("data_sharding")),
+        Fact("all-reduce per step", stats.allreduce_median_s if stats else None, "s"),
+        Fact("exposed all-reduce per step", stats.exposed_median_s if stats else None, "s"),
+        Fact("exposed share of the step", stats.exposed_share if stats else None, "share"),
+        Fact("all-reduce overlapped with backward", stats.overlap if stats else None, "share"),
+    )
+    text = [
+        "The all-reduce is timed by a DDP communication hook: each bucket from the moment "
+        "backward filled it to the completion of its all-reduce. Its exposed part is the "
+        "communication phase, the wait from the last local gradient until the last bucket "
+        "completed."
+    ]
+    if profile.ranks:
+        text.append(
+            "Job figures count, in each step, the rank that waited least: it arrived last, so "
+            "its wait is the all-reduce itself; the others also wait for it."
+        )
+    ranks = profile.ranks
+    table = None
+    charts: list[Chart | None] = []
+    if ranks:
+        rows = []
+        for i, r in enumerate(ranks):
+            own = r.communication_stats()
+            rows.append(
+                (
+                    r.distributed.rank if r.distributed is not None else i,
+                    r.distributed.hostname if r.distributed is not None else "",
+                    len(r.measured_steps),
+                    r.step_time_s,
+                    r.busy_time_s,
+                    own.allreduce_median_s if own else None,
+                    own.exposed_median_s if own else None,
+                    own.exposed_share if own else None,
+                    own.overlap if own else None,
+                )
+            )
+        table = _table(
+            "dp-ranks",
+            "Ranks side by side",
+            [
+                Column("rank", "int"),
+                Column("host"),
+                Column("steps", "int"),
+                Column("median step", "s"),
+                Column("median busy", "s"),
+                Column("all-reduce", "s"),
+                Column("exposed", "s"),
+                Column("exposed share", "share"),
+                Column("overlap", "share"),
+            ],
+            rows,
+            limit=len(rows),
+        )
+        labels = tuple(f"rank {row[0]}" for row in rows)
+        charts.append(
+            Chart(
+                id="rank-step-time",
+                title="Step time per rank",
+                series=tuple(
+                    Series(
+                        label,
+                        tuple(s.index for s in r.measured_steps),
+                        tuple(s.wall_s for s in r.measured_steps),
+                        style="lines+markers",
+                    )
+                    for label, r in zip(labels, ranks, strict=True)
+                ),
+                x_title="step",
+                y_title="wall time",
+                x_unit="int",
+                y_unit="s",
+            )
+        )
+        shares = [row[7] for row in rows]
+        charts.append(
+            Chart(
+                id="rank-communication",
+                title="Each rank's step: own work and the wait in the all-reduce",
+                series=(
+                    Series(
+                        "busy",
+                        labels,
+                        tuple(None if v is None else 1.0 - v for v in shares),
+                        style="bar",
+                    ),
+                    Series("exposed all-reduce", labels, tuple(shares), style="bar"),
+                ),
+                x_title="rank",
+                y_title="share of the step",
+                x_unit="text",
+                y_unit="share",
+                stacked=True,
+                note="A rank that finishes its work early waits in the all-reduce for the "
+                "others: a long wait on every rank but one points at that one.",
+            )
+        )
+    return _section("ranks", "Data-parallel ranks", text, facts, [table], charts)
+
+
+def _profile_stragglers_section(profile: Profile) -> Section | None:
+    """The straggler test over a merged Profile's ranks (busy time: the step less its wait)."""
+    if len(profile.ranks) < 2:
+        return None
+    from pinchpoint.analyzers.ranks import straggler_test
+
+    report = straggler_test(profile)
+    return _stragglers_section(report.to_dict() if report is not None else None)
 
 
 def _roof_point(point: Mapping[str, Any]) -> tuple[float, float] | None:

@@ -6,13 +6,22 @@ torch, so describing one costs nothing until it is recorded.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pinchpoint.errors import WorkloadError
 
-__all__ = ["AUTOCAST_DTYPES", "Mode", "Workload", "call_model", "first_batch_size"]
+__all__ = [
+    "AUTOCAST_DTYPES",
+    "DDP_KEYS",
+    "Mode",
+    "Workload",
+    "call_model",
+    "ddp_settings_problem",
+    "first_batch_size",
+]
 
 Mode = Literal["train", "infer"]
 #: The ``autocast`` settings a workload accepts: the autocast dtypes, by short name.
@@ -57,6 +66,14 @@ class Workload:
             ``lr_schedule(n)``; the base (``initial_lr``, the group's ``lr`` when a run first
             meets it) and the count (``scheduled_steps``) live in the group, so a later run
             carries the schedule on. None (the default) leaves the learning rate alone.
+        ddp: training only: the DistributedDataParallel settings used when the workload is
+            launched on several ranks (:func:`pinchpoint.distributed.launch`,
+            ``pinchpoint profile --nproc N``); a single process ignores them. Keys:
+            ``bucket_cap_mb`` (float: DDP's gradient bucket size, torch's default 25),
+            ``comm_hook`` (None, ``"fp16"`` or ``"bf16"``: all-reduce the buckets compressed
+            by torch's ``fp16_compress_hook`` / ``bf16_compress_hook``),
+            ``gradient_as_bucket_view`` (bool) and ``static_graph`` (bool). Empty (the
+            default): DDP's defaults.
         applied: the labels of the remedies applied to it, in order (set by
             :func:`pinchpoint.apply`).
     """
@@ -77,6 +94,7 @@ class Workload:
     max_grad_norm: float | None = None
     grad_norm_type: float = 2.0
     lr_schedule: Callable[[int], float] | None = None
+    ddp: dict[str, Any] = field(default_factory=dict)
     applied: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -117,6 +135,9 @@ class Workload:
             raise WorkloadError(
                 f"workload {self.name!r}: lr_schedule must be a function (optimizer step)"
             )
+        problem = ddp_settings_problem(self.ddp)
+        if problem is not None:
+            raise WorkloadError(f"workload {self.name!r}: ddp: {problem}")
 
     @property
     def mode(self) -> Mode:
@@ -135,6 +156,30 @@ class Workload:
                 yield batch
             if not produced:
                 raise WorkloadError(f"workload {self.name!r}: its data is empty")
+
+
+#: The DistributedDataParallel settings a Workload's ``ddp`` may hold.
+DDP_KEYS = ("bucket_cap_mb", "comm_hook", "gradient_as_bucket_view", "static_graph")
+
+
+def ddp_settings_problem(ddp: Any) -> str | None:
+    """What is wrong with a Workload's ``ddp`` settings, in a few words; None when nothing."""
+    if not isinstance(ddp, Mapping):
+        return f"must be a dict of settings, not {type(ddp).__name__}"
+    unknown = sorted(str(k) for k in ddp if k not in DDP_KEYS)
+    if unknown:
+        return f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(DDP_KEYS)}"
+    size = ddp.get("bucket_cap_mb")
+    if size is not None and (
+        isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 < size < math.inf
+    ):
+        return f"bucket_cap_mb must be a positive number, not {size!r}"
+    if ddp.get("comm_hook") not in (None, "fp16", "bf16"):
+        return f"comm_hook must be None, 'fp16' or 'bf16', not {ddp['comm_hook']!r}"
+    for key in ("gradient_as_bucket_view", "static_graph"):
+        if key in ddp and not isinstance(ddp[key], bool):
+            return f"{key} must be True or False, not {ddp[key]!r}"
+    return None
 
 
 def _is_single_batch(data: Any) -> bool:

@@ -3,7 +3,8 @@
 Every analyzer has the signature ``analyze(profile) -> list[Finding]``, reads only the Profile
 (the calibrated peaks included, in ``profile.machine.peaks``) and returns nothing it cannot prove:
 an analyzer whose inputs are missing (no operators, no peaks) returns no finding. Each family
-lives in its own module, whose docstring states its rules and thresholds.
+lives in its own module, whose docstring states its rules and thresholds; what many ranks share
+(merging their findings, stragglers) lives in :mod:`pinchpoint.analyzers.ranks`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,15 @@ DEFAULT_ANALYZERS: list[Analyzer] = [
 
 
 def run_analyzers(profile: Profile, analyzers: Iterable[Analyzer] | None = None) -> list[Finding]:
-    """Every finding of the given analyzers (the default list if None), ranked by saving."""
+    """Every finding of the given analyzers (the default list if None), ranked by saving.
+
+    A merged multi-rank Profile is analysed as a job (:mod:`pinchpoint.analyzers.ranks`): each
+    rank's findings merged by kind, the job-level ones, and the straggler test.
+    """
+    if profile.ranks:
+        from pinchpoint.analyzers.ranks import job_findings
+
+        return job_findings(profile, analyzers)
     findings: list[Finding] = []
     for analyzer in DEFAULT_ANALYZERS if analyzers is None else analyzers:
         findings.extend(analyzer(profile))

@@ -1,26 +1,37 @@
-"""Device-timeline analyzers: exposed communication, and a device the host does not keep fed.
+"""Device-timeline and all-reduce analyzers: exposed communication, and a device the host does
+not keep fed.
 
-Both read :attr:`Profile.device_timeline` (from a trace's kernel timeline) and return nothing
-without one. Shares are of the device span (see :class:`~pinchpoint._profile.DeviceTimeline`),
-which for a synchronous training step is the step's wall time.
+- ``communication_bound``: communication that no computation hides, from 10 % of the time.
+  One rule, fed by whichever measurement the Profile has:
 
-- ``communication_bound``: communication kernel time that no computation kernel overlaps, from
-  10 % of the span. Saving: 70 % of it (bucketing and overlap hide most of an all-reduce behind
-  backward; what stays exposed is the last bucket).
+  - a trace's kernel timeline (:attr:`Profile.device_timeline`): communication kernel time that
+    no computation kernel overlaps, as a share of the device span;
+  - a data-parallel run's all-reduce hook (:meth:`Profile.communication_stats`): the
+    ``communication`` phase (the wait after the last local gradient until the last bucket's
+    all-reduce completed) as a share of the measured steps' wall time, with the all-reduce
+    time and the share of it overlapped with backward. On a merged multi-rank Profile each
+    step counts the rank that waited least: that rank arrived last, so its wait is the
+    communication itself, while the others' longer waits are waiting for it (a straggler's
+    cost, which the straggler test judges).
+
+  Saving: 70 % of it (bucketing and overlap hide most of an all-reduce behind backward; what
+  stays exposed is the last bucket).
 - ``overhead_bound`` (launch-bound): the device idles while the host is neither waiting for data,
   nor blocked in a sync or copy, nor running the optimizer: Python, framework and launch
   overhead do not keep it fed. From 30 % of the span; saving 70 % (CUDA graphs and
   torch.compile remove most launches). The evidence gives kernels and launches per step and
-  their median durations.
+  their median durations. Reads the device timeline only.
 """
 
 from __future__ import annotations
 
-from pinchpoint._profile import Profile
+from typing import Any
+
+from pinchpoint._profile import CommunicationStats, Profile, communication_stats
 from pinchpoint.analyzers._catalog import remedy
 from pinchpoint.finding import Finding, severity_for
 
-__all__ = ["analyze_communication", "analyze_launch"]
+__all__ = ["analyze_communication", "analyze_launch", "job_communication"]
 
 COMMUNICATION_SHARE = 0.10
 COMMUNICATION_SAVING = 0.7
@@ -29,15 +40,63 @@ LAUNCH_SAVING = 0.7
 
 
 def analyze_communication(profile: Profile) -> list[Finding]:
-    """``communication_bound`` when exposed communication is 10 % of the device span or more."""
+    """``communication_bound`` when exposed communication is 10 % of the time or more."""
     tl = profile.device_timeline
-    if tl is None or tl.span_s <= 0 or tl.communication_s <= 0:
+    if tl is not None:
+        if tl.span_s <= 0 or tl.communication_s <= 0:
+            return []
+        return _communication_rule(
+            exposed_s=tl.exposed_communication_s,
+            communication_s=tl.communication_s,
+            span_s=tl.span_s,
+            overlap=tl.comm_comp_overlap,
+            what="Communication",
+        )
+    stats = job_communication(profile) if profile.ranks else profile.communication_stats()
+    if stats is None or stats.wall_s <= 0 or stats.allreduce_s <= 0:
         return []
-    share = tl.exposed_communication_s / tl.span_s
+    return _communication_rule(
+        exposed_s=stats.exposed_s,
+        communication_s=stats.allreduce_s,
+        span_s=stats.wall_s,
+        overlap=stats.overlap,
+        what="Gradient all-reduce",
+        extra={
+            "steps": stats.steps,
+            "allreduce_median_s": stats.allreduce_median_s,
+            "exposed_median_s": stats.exposed_median_s,
+            "source": "all-reduce hook",
+        },
+    )
+
+
+def job_communication(profile: Profile) -> CommunicationStats | None:
+    """A merged Profile's all-reduce statistics over the steps every rank measured, each step
+    taken from the rank that waited least in it (None without all-reduce measurements)."""
+    from pinchpoint.analyzers.ranks import matched_steps
+
+    chosen = [
+        min(row, key=lambda s: s.phases.get("communication", 0.0))
+        for row in matched_steps(profile).values()
+        if all(s.comm_s is not None for s in row)
+    ]
+    return communication_stats(chosen)
+
+
+def _communication_rule(
+    *,
+    exposed_s: float,
+    communication_s: float,
+    span_s: float,
+    overlap: float | None,
+    what: str,
+    extra: dict[str, Any] | None = None,
+) -> list[Finding]:
+    """The one ``communication_bound`` rule, whatever measured the numbers."""
+    share = exposed_s / span_s
     if share < COMMUNICATION_SHARE:
         return []
     saving = share * COMMUNICATION_SAVING
-    overlap = tl.comm_comp_overlap
     return [
         Finding(
             kind="communication_bound",
@@ -45,15 +104,16 @@ def analyze_communication(profile: Profile) -> list[Finding]:
             share=share,
             saving_share=saving,
             summary=(
-                f"Communication is exposed {share:.0%} of the time: "
+                f"{what} is exposed {share:.0%} of the time: "
                 f"{overlap or 0.0:.0%} of it overlaps computation."
             ),
             evidence={
                 "exposed_communication_share": share,
-                "exposed_communication_s": tl.exposed_communication_s,
-                "communication_s": tl.communication_s,
+                "exposed_communication_s": exposed_s,
+                "communication_s": communication_s,
                 "comm_comp_overlap": overlap,
-                "span_s": tl.span_s,
+                "span_s": span_s,
+                **(extra or {}),
                 "threshold_share": COMMUNICATION_SHARE,
             },
             remedies=[

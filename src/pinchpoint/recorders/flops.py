@@ -151,7 +151,8 @@ def op_flops(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any)
     name = packet.__name__
     if name in EXTRA_FORMULAS:
         return EXTRA_FORMULAS[name](args), "formula"
-    if func.is_view or name in NO_MATH:
+    if func.is_view or name in NO_MATH or func.namespace == "c10d":
+        # Collectives (a DDP bucket's all-reduce) move data; their cost is communication.
         return 0, "none"
     if name.startswith("_foreach_"):
         first = args[0] if args else ()

@@ -12,6 +12,9 @@ How phases are found without touching the user's code:
   model returns.
 - **backward**: a gradient hook on the model's outputs opens it; the last parameter whose
   gradient is accumulated closes it (found on the first training step; only its hook stays).
+- **communication** (a DistributedDataParallel model): from the last local gradient to the
+  completion of the last gradient bucket's all-reduce, timed by a communication hook (see
+  :mod:`pinchpoint.recorders.comm`), which also gives each step's all-reduce time.
 - **optimizer**: the optimizer's step pre- and post-hooks.
 - **other**: the rest of the step (zero_grad, logging, the recorder's own bookkeeping).
 
@@ -47,6 +50,7 @@ from pinchpoint.machine.facts import (
     describe_machine,
 )
 from pinchpoint.recorders.clock import Clock, CudaClock, PerfClock
+from pinchpoint.recorders.comm import describe_distributed, timer_for
 from pinchpoint.recorders.flops import (
     OpCounter,
     bytes_from_shapes,
@@ -163,6 +167,11 @@ class Recorder:
                 ...                       # forward, backward, optimizer.step()
         profile = rec.profile()
 
+    In a data-parallel script, give it the DistributedDataParallel model before its first
+    backward: it registers a communication hook that times each gradient bucket's all-reduce
+    (see :mod:`pinchpoint.recorders.comm`), and the Profile carries the rank's facts; save one
+    per rank and join them with :func:`pinchpoint.distributed.merge`.
+
     Args:
         model: the module being trained or run; hooks on it find forward and backward.
         optimizer: the optimizer, whose step hooks find the optimizer phase; None for inference.
@@ -205,6 +214,8 @@ class Recorder:
         if clock is None:
             clock = CudaClock(self.device) if self.device.type == "cuda" else PerfClock()
         self._clock = clock
+        # A DDP model's all-reduces are timed by a communication hook (None otherwise).
+        self._comm = timer_for(model, clock)
         plan = sample_plan(self.device) if sample else ()
         self._plan = {warmup + i: what for i, what in enumerate(plan)}
 
@@ -352,7 +363,14 @@ class Recorder:
             self._marks.append((self._pending_forward_end, "other"))
         self._pending_forward_end = None
         if self._backward_end is not None:
-            self._marks.append((self._backward_end, "other"))
+            comm_end = self._comm.last_end() if self._comm is not None else None
+            if comm_end is not None:
+                # DDP's backward returned after its last all-reduce completed: the time from
+                # the last local gradient until then is the exposed communication.
+                self._marks.append((self._backward_end, "communication"))
+                self._marks.append((comm_end, "other"))
+            else:
+                self._marks.append((self._backward_end, "other"))
             self._backward_end = None
         self._marks.append((self._clock.mark(), phase))
         self._phase = phase
@@ -465,6 +483,8 @@ class Recorder:
         self._backward_end = None
         self._loss = None
         self._grad_norm = None
+        if self._comm is not None:
+            self._comm.begin()
         self._step_start = self._clock.now()
         self._marks.append((self._clock.mark(), "other"))
 
@@ -498,6 +518,7 @@ class Recorder:
         index = self.step_index
         wall = self._data_wait + body
         phases = self._split(wall)
+        comm_s = self._comm.seconds(self._marks[0][0]) if self._comm is not None else None
         sample = self._plan.get(index)
         step = Step(
             index=index,
@@ -508,6 +529,7 @@ class Recorder:
             samples=self._samples,
             loss=_to_float(self._loss),
             grad_norm=_to_float(self._grad_norm),
+            comm_s=comm_s,
         )
         self.steps.append(step)
         if self._health is not None:
@@ -532,6 +554,8 @@ class Recorder:
     def _split(self, wall: float) -> dict[str, float]:
         """Phase seconds from the marks; ``other`` takes what the named phases leave of ``wall``."""
         named = dict.fromkeys(PHASES, 0.0)
+        if self._comm is None:
+            del named["communication"]
         named["data"] = self._data_wait
         for (start, phase), (end, _) in zip(self._marks, self._marks[1:], strict=False):
             if phase not in ("other", "end"):
@@ -777,6 +801,7 @@ class Recorder:
             optimizer=_optimizer_facts(self.optimizer),
             health=self._health.result() if self._health is not None and training else None,
             operator_coverage=self._coverage,
+            distributed=describe_distributed(self.model, self._comm),
             settings={
                 "warmup": self.warmup,
                 "sampled_steps": {str(k): v for k, v in sorted(self._plan.items())},

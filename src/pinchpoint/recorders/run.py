@@ -141,9 +141,11 @@ class TrainingLoop:
     """One micro-batch per recorded step, with the workload's training settings.
 
     Gradients are zeroed at the first micro-batch of each accumulation cycle and the optimizer
-    steps at its last. Clipping and the learning-rate schedule are optimizer step hooks added
-    after the Recorder's own, so the recorded gradient norm is the one before clipping and the
-    clipping counts as optimizer time.
+    steps at its last; a DistributedDataParallel model runs the micro-batches before the last
+    under ``no_sync()``, so only the last all-reduces the accumulated gradients. Clipping and
+    the learning-rate schedule are optimizer step hooks added after the Recorder's own, so the
+    recorded gradient norm is the one before clipping and the clipping counts as optimizer
+    time.
     """
 
     def __init__(self, workload: Workload, model: Any, device: torch.device) -> None:
@@ -185,6 +187,13 @@ class TrainingLoop:
         self.micro += 1
         if first:
             self.optimizer.zero_grad(set_to_none=True)
+        # Under DistributedDataParallel the micro-batches before the last of an optimizer step
+        # skip the all-reduce: forward and backward both run inside no_sync().
+        quiet = not last and hasattr(self.model, "no_sync")
+        with self.model.no_sync() if quiet else contextlib.nullcontext():
+            self._forward_backward(batch, recorder, last)
+
+    def _forward_backward(self, batch: Any, recorder: Recorder, last: bool) -> None:
         autocast = (
             torch.autocast(self.device_type, dtype=self.dtype)
             if self.dtype is not None

@@ -9,7 +9,8 @@ Inference: :class:`Quantize`, :class:`SmoothQuant`, :class:`Precision`, :class:`
 :class:`Prune`, :class:`Distill`.
 Training: :class:`DataLoaderSettings`, :class:`OptimizerSettings`, :class:`MixedPrecision`,
 :class:`GradClip`, :class:`LRSchedule`, :class:`GradAccumulation`,
-:class:`ActivationCheckpointing`.
+:class:`ActivationCheckpointing`. Data-parallel (DDP): :class:`DDPBuckets`,
+:class:`GradCompression`, :class:`NoSyncAccumulation`, :class:`PerRankBatch`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ from pinchpoint.remedies._base import (
 )
 from pinchpoint.remedies.compile import Compile
 from pinchpoint.remedies.distill import Distill
+from pinchpoint.remedies.distributed import (
+    DDPBuckets,
+    GradCompression,
+    NoSyncAccumulation,
+    PerRankBatch,
+)
 from pinchpoint.remedies.onnx import OnnxRuntime
 from pinchpoint.remedies.precision import Precision
 from pinchpoint.remedies.prune import Prune
@@ -45,14 +52,18 @@ __all__ = [
     "ActivationCheckpointing",
     "BatchSize",
     "Compile",
+    "DDPBuckets",
     "DataLoaderSettings",
     "Distill",
     "GradAccumulation",
     "GradClip",
+    "GradCompression",
     "LRSchedule",
     "MixedPrecision",
+    "NoSyncAccumulation",
     "OnnxRuntime",
     "OptimizerSettings",
+    "PerRankBatch",
     "Precision",
     "Prune",
     "Quantize",

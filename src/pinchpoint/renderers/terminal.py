@@ -91,7 +91,8 @@ def _headline(profile: Profile) -> Text:
         text.append(f" · {format_seconds(profile.step_time_s)} per step")
         text.append(f" (range {format_seconds(walls[0])}–{format_seconds(walls[-1])})", style="dim")
     if profile.throughput is not None:
-        text.append(f" · {profile.throughput:,.0f} samples/s")
+        over = f" over {len(profile.ranks)} ranks" if profile.ranks else ""
+        text.append(f" · {profile.throughput:,.0f} samples/s{over}")
     if not stats:
         text.append(
             "\nno measured steps: run more steps than warm-up and sampled ones", style="yellow"
@@ -103,14 +104,15 @@ def _phase_table(profile: Profile) -> Table | None:
     stats = profile.phase_stats()
     if not stats:
         return None
-    table = Table(title="Where a step's time goes", title_justify="left", box=None, pad_edge=False)
+    title = "Where a step's time goes" + (" (rank 0)" if profile.ranks else "")
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
     table.add_column("phase", no_wrap=True)
     table.add_column("median", justify="right", no_wrap=True)
     table.add_column("p10–p90", justify="right", style="dim", no_wrap=True)
     table.add_column("share", justify="right", no_wrap=True)
     table.add_column("", style="cyan", no_wrap=True)
     for name, st in stats.items():
-        if st.mean_s == 0 and name in ("transfer", "backward", "optimizer"):
+        if st.mean_s == 0 and name in ("transfer", "backward", "communication", "optimizer"):
             continue
         table.add_row(
             name,
@@ -203,10 +205,87 @@ def _training_line(profile: Profile) -> Text | None:
     return text
 
 
+def _communication_line(profile: Profile) -> Text | None:
+    """The gradient all-reduce of a data-parallel run (the job's, for a merged Profile)."""
+    dist = profile.distributed
+    if dist is None:
+        return None
+    text = Text("Data-parallel: ", style="bold")
+    nodes = dist.nodes or 1
+    where = f"{dist.world_size} ranks" + (f" on {nodes} nodes" if nodes > 1 else "")
+    text.append(f"{where}, {dist.backend or 'unknown backend'}")
+    if not profile.ranks:
+        text.append(f" · this is rank {dist.rank}")
+    if dist.ddp.get("comm_hook"):
+        text.append(f" · {dist.ddp['comm_hook']} compression")
+    if dist.buckets_bytes:
+        count = len(dist.buckets_bytes)
+        text.append(
+            f" · {count} gradient bucket{'s' * (count != 1)} "
+            f"({format_bytes(sum(dist.buckets_bytes))})"
+        )
+    if profile.ranks:
+        from pinchpoint.analyzers.device import job_communication
+
+        stats = job_communication(profile)
+    else:
+        stats = profile.communication_stats()
+    if stats is not None:
+        overlap = "–" if stats.overlap is None else f"{stats.overlap:.0%}"
+        text.append(
+            f"\n  all-reduce {format_seconds(stats.allreduce_median_s)} per step, exposed "
+            f"{format_seconds(stats.exposed_median_s)} ({stats.exposed_share:.1%} of the step), "
+            f"{overlap} overlapped with backward"
+        )
+    elif not dist.comm_measured:
+        text.append("\n  all-reduce not measured (the model has a communication hook of its own)")
+    return text
+
+
+def _profile_ranks_table(profile: Profile) -> RenderableType | None:
+    """A merged Profile's ranks side by side: step, own work, all-reduce and its exposed wait."""
+    if not profile.ranks:
+        return None
+    table = Table(title="Ranks", title_justify="left", box=None, pad_edge=False)
+    hosts = {r.distributed.hostname for r in profile.ranks if r.distributed is not None}
+    columns = ["rank"] + (["host"] if len(hosts) > 1 else [])
+    columns += ["step", "busy", "all-reduce", "exposed", "overlap"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "host" else "right", no_wrap=True)
+    for r in profile.ranks[:_TOP_RANKS]:
+        dist = r.distributed
+        stats = r.communication_stats()
+        row = [str(dist.rank if dist is not None else "?")]
+        if len(hosts) > 1:
+            row.append(escape(dist.hostname if dist is not None else ""))
+        row += [
+            format_seconds(r.step_time_s),
+            format_seconds(r.busy_time_s),
+            format_seconds(stats.allreduce_median_s) if stats is not None else "–",
+            _pct(stats.exposed_share) if stats is not None else "–",
+            _pct(stats.overlap) if stats is not None else "–",
+        ]
+        table.add_row(*row)
+    parts: list[RenderableType] = [table]
+    if len(profile.ranks) > _TOP_RANKS:
+        more = len(profile.ranks) - _TOP_RANKS
+        parts.append(Text(f"… and {more} more ranks in the JSON", style="dim"))
+    parts.append(
+        Text(
+            "busy: the step less its wait in the all-reduce · exposed: that wait's share of "
+            "the step (a rank that finished early waits for the others)",
+            style="dim",
+        )
+    )
+    return Group(*parts)
+
+
 def render_profile(profile: Profile) -> RenderableType:
     """One screen summarising a Profile: the step breakdown, top operators, compute, memory."""
     parts: list[RenderableType] = [_headline(profile)]
     for part in (
+        _communication_line(profile),
+        _profile_ranks_table(profile),
         _phase_table(profile),
         _operator_table(profile),
         _compute_line(profile),
@@ -318,6 +397,12 @@ def render_diagnosis(diagnosis: Diagnosis) -> RenderableType:
     """One screen: the verdict first, then every finding with its evidence and remedies."""
     verdict = _verdict(diagnosis.findings)
     parts: list[RenderableType] = [verdict, _headline(diagnosis.profile)]
+    for part in (
+        _communication_line(diagnosis.profile),
+        _profile_ranks_table(diagnosis.profile),
+    ):
+        if part is not None:
+            parts.extend([Text(""), part])
     parts.extend(_finding_blocks(diagnosis.findings))
     roof = diagnosis.roofline
     if roof:

@@ -8,12 +8,13 @@ map in parallel processes on this machine and the reduce here.
 Each rank's summary becomes a :class:`~pinchpoint._profile.Profile` (:func:`rank_profile`), and
 the default analyzers, the same ones a live run gets, find its bottlenecks; findings of one kind
 on several ranks merge into one that names the ranks. Stragglers come from the calibrated test
-in :mod:`pinchpoint.stragglers` over the ranks' per-step busy time.
+in :mod:`pinchpoint.stragglers` over the ranks' per-step busy time. The merging and the
+straggler findings are :mod:`pinchpoint.analyzers.ranks`', which a recorded multi-rank Profile
+shares.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import multiprocessing
 import os
@@ -30,9 +31,9 @@ import orjson
 from pinchpoint._io import atomic_write_bytes
 from pinchpoint._profile import DeviceTimeline, Machine, Operator, Profile, Step
 from pinchpoint.analyzers import Analyzer, run_analyzers
-from pinchpoint.analyzers._catalog import remedy
+from pinchpoint.analyzers.ranks import merge_rank_findings, straggler_findings
 from pinchpoint.errors import TraceFormatError
-from pinchpoint.finding import Finding, rank, severity_for
+from pinchpoint.finding import Finding, rank
 from pinchpoint.stragglers import StragglerReport, find_stragglers
 from pinchpoint.traces._parse import read_trace
 from pinchpoint.traces._rank import summarize_rank
@@ -315,60 +316,11 @@ def rank_profile(summary: dict[str, Any]) -> Profile:
 def _findings(analysis: TraceAnalysis, analyzers: Iterable[Analyzer] | None) -> list[Finding]:
     """Every rank's findings merged by kind (the largest saving kept), plus stragglers."""
     chosen = list(analyzers) if analyzers is not None else None
-    best: dict[str, Finding] = {}
-    where: dict[str, list[int]] = {}
-    for summary, profile in zip(analysis.ranks, analysis.profiles(), strict=True):
-        for finding in run_analyzers(profile, chosen):
-            where.setdefault(finding.kind, []).append(summary["rank"])
-            if finding.kind not in best or finding.saving_share > best[finding.kind].saving_share:
-                best[finding.kind] = finding
-    merged = []
-    many = len(analysis.ranks) > 1
-    for kind, finding in best.items():
-        if many:
-            evidence = dict(finding.evidence)
-            evidence["ranks"] = sorted(set(where[kind]))
-            evidence["ranks_total"] = len(analysis.ranks)
-            finding = dataclasses.replace(finding, evidence=evidence)
-        merged.append(finding)
-    merged.extend(_straggler_findings(analysis.stragglers))
+    merged = merge_rank_findings(
+        [
+            (summary["rank"], run_analyzers(profile, chosen))
+            for summary, profile in zip(analysis.ranks, analysis.profiles(), strict=True)
+        ]
+    )
+    merged.extend(straggler_findings(analysis.stragglers))
     return rank(merged)
-
-
-def _straggler_findings(report: StragglerReport | None) -> list[Finding]:
-    if report is None:
-        return []
-    out = []
-    for s in report.stragglers:
-        # The others wait for the straggler: its excess is lost on every other rank.
-        saving = s.excess_share
-        out.append(
-            Finding(
-                kind="straggler",
-                severity=severity_for(saving),
-                share=s.excess_share,
-                saving_share=saving,
-                summary=(
-                    f"Rank {s.rank} is a straggler: it works {s.excess_share:.0%} longer per "
-                    f"step than the others, who wait for it (slowest in {s.slowest_steps} of "
-                    f"{s.steps} steps, confidence {s.confidence:.1%})."
-                ),
-                evidence={
-                    "rank": s.rank,
-                    "excess_s": s.excess_s,
-                    "excess_share": s.excess_share,
-                    "slowest_steps": s.slowest_steps,
-                    "steps": s.steps,
-                    "p_value": s.p_value,
-                    "confidence": s.confidence,
-                    "method": report.method,
-                    "alpha": report.alpha,
-                },
-                remedies=[
-                    remedy("rebalance_data"),
-                    remedy("check_slow_host"),
-                    remedy("pin_threads"),
-                ],
-            )
-        )
-    return out

@@ -264,3 +264,24 @@ register(
     "train",
     "pinchpoint.zoo.health:healthy_mlp",
 )
+register(
+    "ddp-balanced",
+    "small CNN at batch 64 per rank for `--nproc N` data-parallel runs: balanced ranks, a "
+    "small all-reduce (healthy control)",
+    "train",
+    "pinchpoint.zoo.ddp:balanced",
+)
+register(
+    "ddp-slow-rank",
+    "ddp-balanced where rank 1 evaluates held-out accuracy inside every step (planted: "
+    "straggler, with --nproc 2 or more)",
+    "train",
+    "pinchpoint.zoo.ddp:slow_rank",
+)
+register(
+    "ddp-comm-heavy",
+    "8.9M-parameter MLP at batch 8 per rank: 36 MB all-reduced per step for little compute "
+    "(planted: communication_bound, with --nproc 2 or more)",
+    "train",
+    "pinchpoint.zoo.ddp:comm_heavy",
+)

@@ -992,35 +992,39 @@ def _typed(names: Sequence[str], types: Mapping[str, str]) -> list[str]:
 def _health_charts(health: Health, types: Mapping[str, str]) -> list[Chart | None]:
     charts: list[Chart | None] = []
     layers = _typed(health.layers, types)
-    grads = _positive(_layer_series(layers, health.grad_steps, health.grad_norm))
-    if grads:
-        charts.append(
-            Chart(
-                id="layer-grad-norm",
-                title="Gradient norm per layer",
-                series=grads,
-                x_title="step",
-                y_title="L2 norm",
-                x_unit="int",
-                y_log=True,
-                note=_layers_note(health.layers),
+    for chart_id, title, steps, matrix, y_title, marks in (
+        (
+            "layer-grad-norm",
+            "Gradient norm per layer",
+            health.grad_steps,
+            health.grad_norm,
+            "L2 norm",
+            (),
+        ),
+        (
+            "update-ratio",
+            "Update-to-weight ratio per layer (‖Δw‖ / ‖w‖ per optimizer step)",
+            health.update_steps,
+            health.update_ratio,
+            "ratio",
+            (Mark("y", 1e-3, "≈ 1e-3: healthy"),),
+        ),
+    ):
+        per_layer = _positive(_layer_series(layers, steps, matrix))
+        if per_layer:
+            charts.append(
+                Chart(
+                    id=chart_id,
+                    title=title,
+                    series=per_layer,
+                    x_title="step",
+                    y_title=y_title,
+                    x_unit="int",
+                    y_log=True,
+                    marks=marks,
+                    note=_layers_note(health.layers),
+                )
             )
-        )
-    updates = _positive(_layer_series(layers, health.update_steps, health.update_ratio))
-    if updates:
-        charts.append(
-            Chart(
-                id="update-ratio",
-                title="Update-to-weight ratio per layer (‖Δw‖ / ‖w‖ per optimizer step)",
-                series=updates,
-                x_title="step",
-                y_title="ratio",
-                x_unit="int",
-                y_log=True,
-                marks=(Mark("y", 1e-3, "≈ 1e-3: healthy"),),
-                note=_layers_note(health.layers),
-            )
-        )
     for family, title, matrix, chart_id in (
         (("relu",), "Dead units per ReLU layer", health.dead_share, "dead-units"),
         (

@@ -100,7 +100,10 @@ def test_fp32_peak_is_at_least_a_plain_matmul(cold: ColdRun) -> None:
         times.append(time.perf_counter() - start)
     # A typical call (the median), as a user's 512×512 matmul would run on this machine now.
     plain = 2 * n**3 / sorted(times)[len(times) // 2]
-    assert cold.peaks.flops["float32"] >= plain
+    # The two are measured seconds apart on a shared machine whose speed changes from second to
+    # second; a peak that counted FLOPs wrongly or kept a typical rather than the best rate
+    # would fall far below.
+    assert cold.peaks.flops["float32"] >= 0.8 * plain
 
 
 def test_ridge_point_is_peak_over_bandwidth(cold: ColdRun) -> None:

@@ -188,8 +188,8 @@ def test_a_planted_slow_rank_is_found_as_a_straggler(slow_rank: Profile) -> None
     assert [f.evidence["rank"] for f in stragglers] == [1]
     evidence = stragglers[0].evidence
     assert evidence["confidence"] >= 0.99 and evidence["p_value"] < 0.01
-    # Rank 1 evaluates four batches' worth of images per step on top of its own.
-    assert evidence["excess_share"] >= 0.2
+    # Rank 1 evaluates eight batches' worth of images per step on top of its own.
+    assert evidence["excess_share"] >= 0.5
     assert findings[0].kind == "straggler"
     # The fast rank is the one that waits in the all-reduce.
     waits = [
@@ -515,7 +515,7 @@ def test_ranks_that_share_their_cores_need_a_larger_excess(
     balanced: tuple[Profile, str, Path],
 ) -> None:
     # Two one-thread ranks on this 2-core machine share its cores: the scheduler alone skews
-    # them, so a straggler must be 15 % slower; with cores to spare the usual 5 % applies.
+    # them, so a straggler must be 40 % slower; with cores to spare the usual 5 % applies.
     import dataclasses
 
     from pinchpoint.analyzers.ranks import SHARED_CORES_MIN_EXCESS, shares_cores

@@ -370,20 +370,23 @@ def _native_dtypes(device: str) -> list[str]:
     return dtypes
 
 
-def _matmul_sizes(device: str) -> tuple[int, ...]:
+def _matmul_sizes(device: str, dtype: str = "float32") -> tuple[int, ...]:
     """Square matmul sizes large enough to reach the peak and small enough to sample often.
 
-    Measured on a 2-core Xeon with AMX: float32 runs within a few percent of its peak from 512
-    to 2048 (2048 best), while bf16 and int8 reach only about half their peak below 1536, where
-    the work no longer splits well over both cores. 512 never won for any dtype, so it is left
-    out; sampling the rest lets each machine show its own best size. More threads need more work
-    per call to keep every core busy.
+    Measured on a 2-core Xeon with AMX: bf16 and int8 reach only about half their peak below
+    1536, where the work no longer splits well over both cores, so they start at 1024. float32
+    runs within a few percent of its peak from 512 to 2048 here, but on another machine of the
+    same kind a plain 512 matmul ran at 293 GFLOP/s while 1024-2048 peaked at 217 (its cache
+    favours the small size), so float32 samples 512 too: sampling several sizes lets each
+    machine show its own best one. More threads need more work per call to keep every core busy.
     """
     import torch
 
     if device.startswith("cuda"):
         return (2048, 4096, 8192)
     sizes: tuple[int, ...] = (1024, 1536, 2048)
+    if dtype == "float32":
+        sizes = (512, *sizes)
     if torch.get_num_threads() > 8:
         sizes += (4096,)
     return sizes
@@ -411,7 +414,7 @@ def _matmul_jobs(device: str, dtype: str, share: float) -> list[_Job]:
     """Matmul jobs at each of :func:`_matmul_sizes` that fit in ``share`` of the free memory."""
     import torch
 
-    sizes = _matmul_sizes(device)
+    sizes = _matmul_sizes(device, dtype)
     if device.startswith("cuda"):
         free, _ = torch.cuda.mem_get_info(int(device.split(":")[1]))
         # Three n×n tensors of at most 4 bytes an element, beside whatever is on the device.

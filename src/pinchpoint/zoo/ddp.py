@@ -149,19 +149,19 @@ def slow_rank(
     """``ddp-slow-rank``: ``ddp-balanced`` where one rank evaluates inside every step.
 
     The rank that logs (``slow``) measures held-out accuracy on ``eval_samples`` samples in
-    every training step, a forward pass of twice its batch under ``no_grad``, instead of every
-    few hundred steps. Its step does about two thirds more work, and in every all-reduce the
-    other ranks wait for it.
+    every training step, a forward pass of eight batches under ``no_grad``, instead of every
+    few hundred steps. Its step takes about four times as long as another rank's, and in every
+    all-reduce the other ranks wait for it.
 
     Args:
         seed: initializes the weights and draws the data.
         batch_size: images per batch and rank (default 64).
         slow: the rank that evaluates in every step (default 1).
-        eval_samples: held-out samples it evaluates per step (default four times the batch).
+        eval_samples: held-out samples it evaluates per step (default eight times the batch).
     """
     name = "ddp-slow-rank"
     batch_size = positive_int(name, "batch_size", batch_size, 64)
-    eval_samples = positive_int(name, "eval_samples", eval_samples, 4 * batch_size)
+    eval_samples = positive_int(name, "eval_samples", eval_samples, 8 * batch_size)
     if isinstance(slow, bool) or not isinstance(slow, int) or slow < 0:
         from pinchpoint.errors import WorkloadError
 

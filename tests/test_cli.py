@@ -149,3 +149,48 @@ def test_lr_find_suggests_a_rate_and_refuses_inference(workload_file: Path, tmp_
     assert out.exists()
     refused = run("lr-find", f"{workload_file}:inference")
     assert refused.returncode == 2 and refused.stderr.startswith("error: ")
+
+
+_WITH_SHUTDOWN_MARK = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('interpreter shutdown ran', flush=True))\n"
+    "from pinchpoint.cli import main\n"
+    "sys.argv = ['pinchpoint', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "shutdown"),
+    [
+        # A file command leaves at once, its output flushed and its file written...
+        (["trace", "{trace}", "--json", "{out}"], 0, False),
+        # ...and with its own exit code (2: bad input)...
+        (["trace", "{missing}"], 2, False),
+        # ...but not under --debug, nor in a command that runs the user's code.
+        (["trace", "{trace}", "--json", "{out}", "--debug"], 0, True),
+        (["zoo"], 0, True),
+    ],
+)
+def test_file_commands_skip_the_interpreter_shutdown(
+    args: list[str], code: int, shutdown: bool, tmp_path: Path
+) -> None:
+    places = {
+        "trace": str(Path(__file__).parent / "data" / "traces" / "tiny_compare_base.json.gz"),
+        "out": str(tmp_path / "out.json"),
+        "missing": str(tmp_path / "missing.json"),
+    }
+    argv = [a.format(**places) for a in args]
+    result = subprocess.run(
+        [sys.executable, "-c", _WITH_SHUTDOWN_MARK, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == code, result.stderr
+    assert ("interpreter shutdown ran" in result.stdout) == shutdown
+    if code == 0 and args[0] == "trace":
+        assert "Principal bottleneck" in result.stdout or "trace ·" in result.stdout
+        assert Path(places["out"]).is_file()
+    if code == 2:
+        assert result.stderr.startswith("error:") and "Traceback" not in result.stderr

@@ -6,13 +6,14 @@ Errors a user can cause (``PinchpointError``) print as one line on stderr with e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -837,7 +838,42 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    app(prog_name="pinchpoint")
+    try:
+        app(prog_name="pinchpoint")
+    except SystemExit as exc:
+        if _reads_files_only(sys.argv[1:]):
+            _quick_exit(exc.code)
+        raise
+
+
+#: Commands that only read and write files: no user code runs in them, so nothing of the user's
+#: waits for the interpreter's shutdown.
+_FILE_COMMANDS = frozenset({"trace", "compare", "report", "merge"})
+
+
+def _reads_files_only(args: list[str]) -> bool:
+    command = next((a for a in args if not a.startswith("-")), None)
+    return command in _FILE_COMMANDS and "--debug" not in args
+
+
+def _quick_exit(code: object) -> NoReturn:
+    """Leave without the interpreter's shutdown, once the output is flushed.
+
+    The shutdown frees every object and module one by one (1.4 % of the instructions of
+    ``pinchpoint trace`` on eight ranks, and the pages go back to the kernel one by one); the
+    files are already written, atomically, by then.
+    """
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":  # pragma: no cover

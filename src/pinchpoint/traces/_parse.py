@@ -854,13 +854,13 @@ def _thread_ids(complete: list[_Complete], columns: _Columns) -> Any:
         pid = np.fromiter(map(_PID, complete), dtype=np.int64, count=n)
         tid = np.fromiter(map(_TID, complete), dtype=np.int64, count=n)
     except (TypeError, ValueError, OverflowError):  # names such as "Spans", or huge numbers
-        local, pairs = _raw_thread_ids(complete)
+        local, pairs = _named_thread_ids(complete)
     else:
         limit = 1 << _ID_BITS
         if pid.min() >= 0 and tid.min() >= 0 and pid.max() < limit and tid.max() < limit:
             local, pairs = _packed_thread_ids(pid, tid)
         else:
-            local, pairs = _raw_thread_ids(complete)
+            local, pairs = _named_thread_ids(complete)
     threads = columns.threads
     global_of = np.fromiter(
         (threads.setdefault((str(p), str(t)), len(threads)) for p, t in pairs), dtype=np.int32
@@ -868,28 +868,33 @@ def _thread_ids(complete: list[_Complete], columns: _Columns) -> Any:
     return global_of[local]
 
 
+def _named_thread_ids(complete: list[_Complete]) -> tuple[npt.NDArray[Any], list[Any]]:
+    """Local thread ids and the ``(pid, tid)`` of each, for ids that are not small integers.
+
+    pids and tids are numbered apart (a handful of distinct values each, one C-level pass
+    apiece, no tuple per event) and the pairs of numbers then go through
+    :func:`_packed_thread_ids`.
+    """
+    n = len(complete)
+    pids, tids = _id_map(), _id_map()
+    pid = np.fromiter(map(pids.__getitem__, map(_PID, complete)), dtype=np.int64, count=n)
+    tid = np.fromiter(map(tids.__getitem__, map(_TID, complete)), dtype=np.int64, count=n)
+    local, pairs = _packed_thread_ids(pid, tid)
+    pid_keys, tid_keys = list(pids), list(tids)
+    return local, [(pid_keys[p], tid_keys[t]) for p, t in pairs]
+
+
 def _packed_thread_ids(
     pid: npt.NDArray[np.int64], tid: npt.NDArray[np.int64]
 ) -> tuple[npt.NDArray[Any], list[tuple[int, int]]]:
     """Local thread ids (by first appearance) and the ``(pid, tid)`` of each, from one sort of
-    the pair packed into an int64."""
+    the pair packed into an int64 (both below ``2**31``)."""
     codes, first, inverse = np.unique((pid << 32) | tid, return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
     pairs = [(c >> 32, c & 0xFFFFFFFF) for c in codes[order].tolist()]
     return rank[inverse.reshape(-1)], pairs
-
-
-def _raw_thread_ids(complete: list[_Complete]) -> tuple[npt.NDArray[Any], list[Any]]:
-    """Local thread ids and the ``(pid, tid)`` of each, for ids that are not small integers."""
-    raw = _id_map()
-    local = np.fromiter(
-        map(raw.__getitem__, zip(map(_PID, complete), map(_TID, complete), strict=True)),
-        dtype=np.int32,
-        count=len(complete),
-    )
-    return local, list(raw)
 
 
 def _ints(values: list[int | None], meta: _Meta) -> npt.NDArray[np.int64]:

@@ -135,7 +135,7 @@ def straggler_findings(report: StragglerReport | None) -> list[Finding]:
                 share=s.excess_share,
                 saving_share=saving,
                 summary=(
-                    f"Rank {s.rank} is a straggler: its own work takes {s.excess_s * 1e3:.3g} ms "
+                    f"Rank {s.rank} is a straggler: its own work takes {s.excess_s * 1e3:,.1f} ms "
                     f"more per step than the others', {s.excess_share:.0%} of the step, which "
                     f"they spend waiting for it (slowest in {s.slowest_steps} of {s.steps} "
                     f"steps, confidence {s.confidence:.1%})."

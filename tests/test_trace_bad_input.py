@@ -558,3 +558,24 @@ def test_chunked_reading_gives_the_same_table_for_any_chunk_size(
     assert len(expected[2]) == 7 and (array_form or expected[-4] == {"rank": 3, "world_size": 4})
     monkeypatch.setattr("pinchpoint.traces._parse._CHUNK_BYTES", chunk)
     assert _columns_of(raw) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([b"{", b"}", b",", b" ", b"\n", b"a", b"}, {", b"},\n {", b"aaaaaaaa"]),
+        max_size=60,
+    ).map(b"".join),
+    st.integers(min_value=1, max_value=64),
+)
+def test_the_last_boundary_is_the_last_match_of_a_full_scan(buf: bytes, window: int) -> None:
+    # Backwards one "}" at a time in the window, then a scan of the whole buffer: the same
+    # match as the plain left-to-right scan, whatever the window.
+    from pinchpoint.traces import _parse
+
+    matches = list(_parse._BETWEEN_EVENTS.finditer(buf))
+    expected = matches[-1].span() if matches else None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_parse, "_BOUNDARY_WINDOW", window)
+        found = _parse._last_boundary(bytearray(buf))
+    assert (found.span() if found else None) == expected

@@ -7,6 +7,7 @@ Errors a user can cause (``PinchpointError``) print as one line on stderr with e
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
 import sys
@@ -838,6 +839,11 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if _command(sys.argv[1:]) in _FILE_COMMANDS:
+        _reuse_freed_memory()
+        # These commands make few reference cycles and live for seconds; the collector's passes
+        # over every tracked object (numpy's and rich's module state included) buy nothing.
+        gc.disable()
     try:
         app(prog_name="pinchpoint")
     except SystemExit as exc:
@@ -851,9 +857,38 @@ def main() -> None:
 _FILE_COMMANDS = frozenset({"trace", "compare", "report", "merge"})
 
 
+def _command(args: list[str]) -> str | None:
+    return next((a for a in args if not a.startswith("-")), None)
+
+
 def _reads_files_only(args: list[str]) -> bool:
-    command = next((a for a in args if not a.startswith("-")), None)
-    return command in _FILE_COMMANDS and "--debug" not in args
+    return _command(args) in _FILE_COMMANDS and "--debug" not in args
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def _reuse_freed_memory() -> None:
+    """Have glibc keep the memory a file command frees for its next allocations.
+
+    Reading a trace allocates and frees, chunk after chunk, arrays and buffers of a few hundred
+    kB to a few MB. glibc's adaptive defaults map each block above its threshold afresh and hand
+    the heap's free top back to the kernel once it exceeds twice that threshold, so every chunk
+    touched new pages: about 2,900 page faults per 8 MB rank file, 10-25 % of the time it takes
+    to read. Fixed thresholds (blocks up to 16 MiB from the heap, up to 64 MiB of free top kept)
+    bring that to a few faults per file. Linux with glibc only; elsewhere nothing changes.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # pragma: no cover - a libc without mallopt
+        return
+    mallopt(_M_MMAP_THRESHOLD, 16 << 20)
+    mallopt(_M_TRIM_THRESHOLD, 64 << 20)
 
 
 def _quick_exit(code: object) -> NoReturn:

@@ -29,8 +29,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import compress, repeat
-from operator import attrgetter, is_
+from itertools import compress
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, BinaryIO, Union, cast
 
@@ -90,17 +90,37 @@ _INT64_MAX = 2**63 - 1
 _US_LIMIT = 9.0e15  # microseconds whose nanoseconds still fit in int64
 
 
-class _Args(msgspec.Struct, gc=False, frozen=True):
-    # Absent ids default to -1 (the columns' "none"), so a batch usually converts to numpy
-    # without a Python-level pass; an explicit null still decodes, as None.
+class _Ids(msgspec.Struct, gc=False, frozen=True):
+    """The args of a complete event that the analyses read, in the order Kineto writes them.
+
+    Absent ids default to -1 (the columns' "none"), so a batch usually converts to numpy
+    without a Python-level pass; an explicit null still decodes, as None. (Each record type
+    holds only the args its events use: msgspec fills every absent field's default, per event.)
+    """
+
+    device: int | None = -1
     stream: int | str | None = -1
     correlation: int | None = -1
-    device: int | None = -1
+
+
+class _Names(msgspec.Struct, gc=False, frozen=True):
+    """The args of a metadata event: a process's or thread's name, a process's labels."""
+
     name: str | None = None
     labels: str | None = None
 
 
-_NO_ARGS = _Args()
+class _Args(msgspec.Struct, gc=False, frozen=True):
+    """Both kinds of args, for an event read the lenient way before its kind is known."""
+
+    device: int | None = -1
+    stream: int | str | None = -1
+    correlation: int | None = -1
+    name: str | None = None
+    labels: str | None = None
+
+
+_NO_IDS, _NO_NAMES, _NO_ARGS = _Ids(), _Names(), _Args()
 
 
 class _Event(msgspec.Struct, gc=False):
@@ -121,15 +141,16 @@ class _Envelope(msgspec.Struct):
 
 
 class _Complete(msgspec.Struct, gc=False, tag="X", tag_field="ph"):
-    """A complete event (``ph: "X"``): the only kind that becomes a row."""
+    """A complete event (``ph: "X"``): the only kind that becomes a row (fields in Kineto's
+    order, which msgspec's key matching tries first)."""
 
     cat: str = ""
     name: str = ""
-    ts: float | None = math.nan
-    dur: float | None = math.nan
     pid: int | str = 0
     tid: int | str = 0
-    args: _Args | None = _NO_ARGS
+    ts: float | None = math.nan
+    dur: float | None = math.nan
+    args: _Ids | None = _NO_IDS
 
 
 class _MetaEvent(msgspec.Struct, gc=False, tag="M", tag_field="ph"):
@@ -138,7 +159,7 @@ class _MetaEvent(msgspec.Struct, gc=False, tag="M", tag_field="ph"):
     name: str = ""
     pid: int | str = 0
     tid: int | str = 0
-    args: _Args | None = _NO_ARGS
+    args: _Names | None = _NO_NAMES
 
 
 # Every other phase of the Chrome trace format decodes to an empty record: msgspec then skips
@@ -162,7 +183,9 @@ class EventTable:
     Columns (one row per ``ph: "X"`` event, in file order): ``cat`` (a category code),
     ``name`` (an index into :attr:`names`), ``thread`` (an index into :attr:`threads`, which
     holds ``(pid, tid)`` pairs), ``ts_ns`` and ``dur_ns`` (nanoseconds), ``stream``,
-    ``correlation`` and ``device`` (-1 where absent).
+    ``correlation`` and ``device`` (-1 where absent). Ids are read where the analyses use them:
+    ``correlation`` for runtime calls and device events, ``stream`` and ``device`` for device
+    events (kernels, copies, sets, device-side syncs); other rows hold -1.
     """
 
     names: list[str]
@@ -424,14 +447,22 @@ _HEAD_LIMIT = 2**26
 
 
 def _last_boundary(buf: bytes | bytearray) -> re.Match[bytes] | None:
-    """The last ``}, {`` in ``buf``: looked for near the end first, then everywhere."""
-    window = max(0, len(buf) - _BOUNDARY_WINDOW)
+    """The last ``}, {`` in ``buf``: looked for backwards from its end one ``}`` at a time in its
+    last bytes, then with one scan of the whole buffer (an event longer than that window).
+
+    Matches cannot overlap (one starts with ``}`` and holds no other), so the match at the last
+    ``}`` that starts one is the last match.
+    """
+    end = len(buf)
+    floor = max(0, end - _BOUNDARY_WINDOW)
+    while (brace := buf.rfind(b"}", floor, end)) >= 0:
+        match = _BETWEEN_EVENTS.match(buf, brace)
+        if match is not None:
+            return match
+        end = brace
     last = None
-    for last in _BETWEEN_EVENTS.finditer(buf, window):  # noqa: B007 - the last one is wanted
+    for last in _BETWEEN_EVENTS.finditer(buf):  # noqa: B007 - the last one is wanted
         pass
-    if last is None and window:
-        for last in _BETWEEN_EVENTS.finditer(buf):  # noqa: B007
-            pass
     return last
 
 
@@ -699,10 +730,15 @@ def _decode_leniently(chunk: Sequence[msgspec.Raw]) -> tuple[list[Any], int, int
 
 def _keep(e: _Event, out: list[Any]) -> None:
     """Add a leniently decoded event to ``out`` as a tagged record, when it is one that counts."""
+    a = e.args
     if e.ph == "X":
-        out.append(_Complete(e.cat, e.name, e.ts, e.dur, e.pid, e.tid, e.args))
+        ids = None if a is None else _Ids(a.device, a.stream, a.correlation)
+        out.append(
+            _Complete(cat=e.cat, name=e.name, pid=e.pid, tid=e.tid, ts=e.ts, dur=e.dur, args=ids)
+        )
     elif e.ph == "M":
-        out.append(_MetaEvent(e.name, e.pid, e.tid, e.args))
+        names = None if a is None else _Names(a.name, a.labels)
+        out.append(_MetaEvent(e.name, e.pid, e.tid, names))
 
 
 def _coerce(value: Any) -> _Event | None:
@@ -784,9 +820,10 @@ def _id_map() -> defaultdict[Any, int]:
     return ids
 
 
-def _of_type(decoded: list[Any], types: list[type], kind: type) -> Iterator[Any]:
-    """The records of one kind, selected without a Python-level loop."""
-    return compress(decoded, map(is_, types, repeat(kind)))
+def _of_type(decoded: list[Any], kind: type) -> list[Any]:
+    """The records of one kind, selected without a Python-level loop (none subclasses another,
+    so the type check is one pointer comparison)."""
+    return list(filter(kind.__instancecheck__, decoded))
 
 
 def _append(decoded: list[Any], columns: _Columns) -> int:
@@ -797,10 +834,9 @@ def _append(decoded: list[Any], columns: _Columns) -> int:
     are all plain numbers, and through a checking Python pass only where some are not (nulls,
     strings, huge ids).
     """
-    types = list(map(type, decoded))
-    complete = list(_of_type(decoded, types, _Complete))
-    if _MetaEvent in types:
-        for e in _of_type(decoded, types, _MetaEvent):
+    complete = _of_type(decoded, _Complete)
+    if list(map(type, decoded)).count(_MetaEvent):
+        for e in _of_type(decoded, _MetaEvent):
             _metadata_event(e, columns.meta)
     if not complete:
         return 0
@@ -823,7 +859,8 @@ def _append(decoded: list[Any], columns: _Columns) -> int:
         columns.cat_codes = np.array(
             [CATEGORY_CODES.get(c.lower(), OTHER) for c in cats], dtype=np.int8
         )
-    cols["cat"].append(columns.cat_codes[cat_ids])
+    codes = columns.cat_codes[cat_ids]
+    cols["cat"].append(codes)
     names = columns.names
     cols["name"].append(
         np.fromiter(map(names.__getitem__, map(_NAME, complete)), dtype=np.int32, count=n)
@@ -831,15 +868,32 @@ def _append(decoded: list[Any], columns: _Columns) -> int:
     cols["thread"].append(_thread_ids(complete, columns))
     cols["ts"].append(np.round(ts * 1000.0).astype(np.int64))
     cols["dur"].append(np.round(dur * 1000.0).astype(np.int64))
-    args = list(map(_ARGS, complete))
-    for key, get in (("stream", _STREAM), ("correlation", _CORRELATION), ("device", _DEVICE)):
-        try:
-            cols[key].append(np.fromiter(map(get, args), dtype=np.int64, count=n))
-        except (AttributeError, TypeError, ValueError, OverflowError):
-            # Missing args, nulls, strings that are not numbers, ids beyond 64 bits.
-            values = [None if a is None else _int_or_none(get(a)) for a in args]
-            cols[key].append(_ints(values, columns.meta))
+    # Ids are read where the analyses use them (half the events are host operators, which
+    # carry none): correlation for runtime calls and device events, stream and device for
+    # device events.
+    on_device = np.isin(codes, GPU_CATEGORIES)
+    launched = on_device | (codes == RUNTIME)
+    args = list(map(_ARGS, compress(complete, launched.tolist())))
+    cols["correlation"].append(_id_column(args, _CORRELATION, launched, columns.meta))
+    args = list(compress(args, on_device[launched].tolist()))
+    cols["stream"].append(_id_column(args, _STREAM, on_device, columns.meta))
+    cols["device"].append(_id_column(args, _DEVICE, on_device, columns.meta))
     return dropped
+
+
+def _id_column(
+    args: list[_Ids | None], get: Any, rows: npt.NDArray[np.bool_], meta: _Meta
+) -> npt.NDArray[np.int64]:
+    """An id column: ``get`` of ``args`` (the records of the ``rows`` set), -1 elsewhere."""
+    out = np.full(rows.size, -1, dtype=np.int64)
+    if not args:
+        return out
+    try:
+        out[rows] = np.fromiter(map(get, args), dtype=np.int64, count=len(args))
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        # Missing args, nulls, strings that are not numbers, ids beyond 64 bits.
+        out[rows] = _ints([None if a is None else _int_or_none(get(a)) for a in args], meta)
+    return out
 
 
 #: pid and tid pack into one int64 key while both are below this (Linux ids always are).

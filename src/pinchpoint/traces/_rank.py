@@ -395,14 +395,13 @@ def _kernel_stats(
     uniq, inverse = np.unique(name_ids, return_inverse=True)
     sums = np.bincount(inverse, weights=dur).astype(np.int64)
     counts = np.bincount(inverse)
-    first_kind = {int(n): str(k) for n, k in zip(name_ids.tolist(), kinds.tolist(), strict=True)}
+    # A name's kind is its last event's (names do not change kind in practice).
+    last = np.argsort(inverse, kind="stable")[np.cumsum(counts) - 1]
     totals: dict[str, dict[str, Any]] = {
-        names[n]: {
-            "count": int(c),
-            "time_s": int(t) / 1e9,
-            "kind": first_kind[int(n)],
-        }
-        for n, c, t in zip(uniq.tolist(), counts.tolist(), sums.tolist(), strict=True)
+        names[n]: {"count": int(c), "time_s": int(t) / 1e9, "kind": str(k)}
+        for n, c, t, k in zip(
+            uniq.tolist(), counts.tolist(), sums.tolist(), kinds[last].tolist(), strict=True
+        )
     }
     top = sorted(totals.items(), key=lambda kv: (-kv[1]["time_s"], kv[0]))[:_TOP_KERNELS]
     return {

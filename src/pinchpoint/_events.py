@@ -84,22 +84,28 @@ def self_ns(
     traces) never make a self time negative.
     """
     n = starts.size
-    out: npt.NDArray[np.int64] = np.array(durations, dtype=np.int64)
     if n == 0:
-        return out
+        return np.zeros(0, dtype=np.int64)
+    # Arrays are let go as soon as they are used: a long trace has millions of host events, and
+    # each array of them is tens of MB.
     order = _thread_start_order(threads, starts, durations)
-    t, s, d = threads[order], starts[order], durations[order]
-    depth = np.zeros(n, dtype=np.int64)
+    t = threads[order]
     bounds = np.flatnonzero(np.concatenate(([True], t[1:] != t[:-1], [True])))
+    del t
+    s, d = starts[order], durations[order]
+    depth = np.empty(n, dtype=np.int64)  # the threads' runs cover every row
     for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
         depth[lo:hi] = _depths(s[lo:hi], d[lo:hi])
+    del s
     # An event's parent is the nearest earlier event one level up: on its thread, every event
     # between the two is nested deeper (or it would have closed the parent), and depths restart
     # at 0 on each thread. So each level's children find their parents with one binary search
     # over the level above, the events grouped by depth once.
     # Small integers take numpy's radix sort.
-    by_depth = np.argsort(depth.astype(np.int16) if depth.max() < 2**15 else depth, kind="stable")
-    level_bounds = np.searchsorted(depth[by_depth], np.arange(int(depth.max()) + 2))
+    top = int(depth.max())
+    by_depth = np.argsort(depth.astype(np.int16) if top < 2**15 else depth, kind="stable")
+    level_bounds = np.concatenate(([0], np.cumsum(np.bincount(depth, minlength=top + 1))))
+    del depth
     parent_of = np.full(n, n, dtype=np.intp)  # n: none found (only top-level events keep it)
     for level in range(len(level_bounds) - 2):
         parents = by_depth[level_bounds[level] : level_bounds[level + 1]]
@@ -108,7 +114,13 @@ def self_ns(
             parent_of[kids] = parents[np.searchsorted(parents, kids) - 1]
     nested = by_depth[level_bounds[1] :]
     child_total = np.bincount(parent_of[nested], weights=d[nested], minlength=n + 1)[:n]
-    out[order] = np.maximum(d - child_total.astype(np.int64), 0)
+    del parent_of, nested, by_depth
+    own = child_total.astype(np.int64)
+    del child_total
+    np.subtract(d, own, out=own)
+    np.maximum(own, 0, out=own)
+    out: npt.NDArray[np.int64] = np.empty(n, dtype=np.int64)
+    out[order] = own
     return out
 
 
@@ -138,7 +150,9 @@ def _thread_start_order(
     rel = starts - starts.min()
     if threads.min() < 0 or threads.max() >= 2**_THREAD_BITS or rel.max() >= 2**_START_BITS:
         return np.lexsort((-durations, starts, threads))
-    key = (threads << _START_BITS) | rel
+    key = threads << _START_BITS
+    key |= rel
+    del rel
     order = np.argsort(key, kind="stable")
     ordered = key[order]
     tied = np.flatnonzero(ordered[1:] == ordered[:-1])
@@ -151,19 +165,22 @@ def _thread_start_order(
 
 def _depths(s: npt.NDArray[np.int64], d: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Nesting depth of one thread's events, sorted by start and then longest first."""
-    n = s.size
-    e = s + d
-    closed_any = np.searchsorted(np.sort(e), s, side="right")  # events ended by each start
-    # Zero-length events end at their own start; the ones sorted after an event (equal start,
-    # shorter) and the event itself are not "earlier events already closed".
+    ends = s + d
+    ends.sort()
+    closed = np.searchsorted(ends, s, side="right")  # events ended by each start
+    del ends  # a long trace's threads hold millions of events: one array less at the peak
     zero = d == 0
-    zero_starts = s[zero]
-    z_hi = np.searchsorted(zero_starts, s, side="right")
-    z_lo = np.searchsorted(zero_starts, s, side="left")
-    zero_index = np.cumsum(zero) - 1
-    zeros_after = np.where(zero, z_hi - zero_index - 1, z_hi - z_lo)
-    closed_before = closed_any - zeros_after - zero
-    depth: npt.NDArray[np.int64] = np.maximum(np.arange(n) - closed_before, 0).astype(np.int64)
+    if zero.any():
+        # Zero-length events end at their own start; the ones sorted after an event (equal
+        # start, shorter) and the event itself are not "earlier events already closed".
+        zero_starts = s[zero]
+        z_hi = np.searchsorted(zero_starts, s, side="right")
+        z_lo = np.searchsorted(zero_starts, s, side="left")
+        zero_index = np.cumsum(zero) - 1
+        closed -= np.where(zero, z_hi - zero_index - 1, z_hi - z_lo) + zero
+    depth: npt.NDArray[np.int64] = np.arange(s.size, dtype=np.int64)
+    depth -= closed
+    np.maximum(depth, 0, out=depth)
     return depth
 
 

@@ -666,10 +666,13 @@ class _Columns:
             issues.append("the trace holds no events")
 
         def column(key: str, dtype: Any) -> Any:
-            parts = self.parts[key]
-            if len(parts) == 1:
-                return parts[0].astype(dtype, copy=False)
-            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+            # Each column's batches are let go once joined, so a long trace holds its columns
+            # about once, not twice, while the table is put together.
+            parts = self.parts.pop(key)
+            if not parts:
+                return np.zeros(0, dtype=dtype)
+            joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            return joined.astype(dtype, copy=False)
 
         return EventTable(
             names=list(self.names),

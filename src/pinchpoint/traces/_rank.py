@@ -627,11 +627,19 @@ def _operator_totals(
     rows = np.flatnonzero(mask)
     if rows.size == 0:
         return []
-    own = self_ns(table.thread[rows].astype(np.int64), table.ts_ns[rows], table.dur_ns[rows])
-    uniq, inverse = np.unique(table.name[rows], return_inverse=True)
+    names, dur, thread, start = (
+        table.name[rows],
+        table.dur_ns[rows],
+        table.thread[rows].astype(np.int64),
+        table.ts_ns[rows],
+    )
+    del rows, mask  # a long trace's host rows: tens of MB each
+    own = self_ns(thread, start, dur)
+    del thread, start
+    uniq, inverse = np.unique(names, return_inverse=True)
     counts = np.bincount(inverse)
     self_sum = np.bincount(inverse, weights=own)
-    total_sum = np.bincount(inverse, weights=table.dur_ns[rows])
+    total_sum = np.bincount(inverse, weights=dur)
     out = [
         {"name": table.names[n], "count": int(c), "self_s": sf / 1e9, "total_s": tt / 1e9}
         for n, c, sf, tt in zip(

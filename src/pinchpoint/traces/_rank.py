@@ -325,13 +325,9 @@ def _idle_causes(table: EventTable, main_thread: int | None, gaps: iv.Intervals)
         ("sync", _span_of(table, blocking)),
         ("optimizer", _span_of(table, _matching(table, main, PHASE_PATTERNS["optimizer"]))),
     ]
-    out: dict[str, float] = {}
-    remaining = gaps
-    for cause, spans in claims:
-        piece = iv.intersect(remaining, spans)
-        out[cause] = iv.length(piece) / 1e9
-        remaining = iv.subtract(remaining, piece)
-    out["host"] = iv.length(remaining) / 1e9
+    taken = iv.claimed(gaps, [spans for _, spans in claims])
+    out = {cause: ns / 1e9 for (cause, _), ns in zip(claims, taken, strict=False)}
+    out["host"] = taken[-1] / 1e9
     return out
 
 
@@ -556,17 +552,9 @@ def _step_phases(
     if claims[4][1][0].size == 0:
         back_start = int(claims[3][1][0][0]) if claims[3][1][0].size else hi
         claims[4] = ("forward", (np.array([lo]), np.array([back_start])))
-    remaining: iv.Intervals = (np.array([lo]), np.array([hi]))
-    out: dict[str, float] = {}
-    used = 0
-    for phase, spans in claims:
-        piece = iv.intersect(remaining, iv.clip(spans, lo, hi))
-        took = iv.length(piece)
-        if took:
-            out[phase] = took / 1e9
-            used += took
-            remaining = iv.subtract(remaining, piece)
-    out["other"] = max(0, wall - used) / 1e9
+    taken = iv.claimed((np.array([lo]), np.array([hi])), [spans for _, spans in claims])
+    out = {phase: ns / 1e9 for (phase, _), ns in zip(claims, taken, strict=False) if ns}
+    out["other"] = taken[-1] / 1e9
     return out
 
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pinchpoint._events import HostEvent, _thread_start_order, fold_events
+from pinchpoint._events import (
+    HostEvent,
+    _thread_start_order,
+    count_at_most,
+    fold_events,
+    self_ns,
+)
 
 
 def test_self_time_subtracts_direct_children_only() -> None:
@@ -85,3 +93,61 @@ def test_packed_sort_orders_like_a_three_key_lexsort(
     durations = np.array([r[2] for r in rows], dtype=np.int64)
     expected = np.lexsort((-durations, starts, threads))
     assert _thread_start_order(threads, starts, durations).tolist() == expected.tolist()
+
+
+@given(
+    st.lists(st.integers(-5, 30), max_size=40).map(sorted),
+    st.lists(st.integers(-8, 35), max_size=40).map(sorted),
+)
+@settings(max_examples=300, deadline=None)
+def test_count_at_most_is_a_right_searchsorted(values: list[int], points: list[int]) -> None:
+    a, q = np.array(values, dtype=np.int64), np.array(points, dtype=np.int64)
+    assert count_at_most(a, q).tolist() == np.searchsorted(a, q, side="right").tolist()
+
+
+@st.composite
+def nested_with_ties(
+    draw: st.DrawFn, depth: int = 0, start: int = 0, span: int = 60
+) -> list[tuple[int, int]]:
+    """Properly nested (start, duration) pairs, with zero-length events and shared starts."""
+    out: list[tuple[int, int]] = []
+    cursor = start
+    for _ in range(draw(st.integers(0, 3 if depth < 4 else 0))):
+        if cursor > start + span:
+            break
+        begin = draw(st.integers(cursor, start + span))
+        length = draw(st.integers(0, start + span - begin))
+        out.append((begin, length))
+        out.extend(draw(nested_with_ties(depth + 1, begin, length)))
+        cursor = begin + length  # the next sibling may start where this one ends
+    return out
+
+
+@given(st.lists(nested_with_ties(), min_size=1, max_size=3), st.randoms(use_true_random=False))
+@settings(max_examples=300, deadline=None)
+def test_self_time_matches_brute_force(threads: list[list[tuple[int, int]]], rng: Any) -> None:
+    # Each event's parent is the latest event before it (by start, longest first, then input
+    # order) on its thread that is still open at its start and ends no earlier than it does.
+    events = [(t, s, d) for t, pairs in enumerate(threads) for s, d in pairs]
+    rng.shuffle(events)
+    expected = [d for _, _, d in events]
+    for t in range(len(threads)):
+        mine = sorted(
+            (i for i, e in enumerate(events) if e[0] == t),
+            key=lambda i: (events[i][1], -events[i][2], i),
+        )
+        for k, i in enumerate(mine):
+            _, s, d = events[i]
+            parents = [
+                j
+                for j in mine[:k]
+                if events[j][1] + events[j][2] > s and s + d <= events[j][1] + events[j][2]
+            ]
+            if parents:
+                expected[parents[-1]] -= d
+    got = self_ns(
+        np.array([e[0] for e in events], dtype=np.int64),
+        np.array([e[1] for e in events], dtype=np.int64),
+        np.array([e[2] for e in events], dtype=np.int64),
+    )
+    assert got.tolist() == expected

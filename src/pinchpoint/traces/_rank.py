@@ -422,7 +422,8 @@ def _kernel_stats(
 
 
 def _host_rows(table: EventTable, thread: int | None, lo: int, hi: int) -> npt.NDArray[np.intp]:
-    """Host events (operators, annotations, runtime calls) on ``thread`` starting in the window.
+    """Host events (operators, annotations, runtime calls) on ``thread`` starting in the window,
+    by start.
 
     Host events are sorted by start once per table, so each window is two binary searches
     rather than a pass over every event (a long trace has hundreds of steps).
@@ -440,7 +441,7 @@ def _host_rows(table: EventTable, thread: int | None, lo: int, hi: int) -> npt.N
     ]
     if thread is not None:
         rows = rows[table.thread[rows] == thread]
-    return np.sort(rows)
+    return rows
 
 
 def _matching(table: EventTable, rows: npt.NDArray[np.intp], pattern: re.Pattern[str]) -> Any:
@@ -489,8 +490,8 @@ def _step_rows(
         launch_sorted = gpu["launched"][by_launch]
     for number, lo, hi, thread in steps:
         rows = _host_rows(table, thread, lo, hi)
-        phases = _step_phases(table, rows, lo, hi, copies)
         all_threads = _host_rows(table, None, lo, hi)
+        phases = _step_phases(table, rows, all_threads, lo, hi, copies)
         comm_rows = _matching(table, rows, COMMUNICATION_OP)
         comm_host = iv.length(iv.clip(_span_of(table, comm_rows), lo, hi))
         row: dict[str, Any] = {
@@ -521,12 +522,14 @@ def _step_rows(
 def _step_phases(
     table: EventTable,
     rows: npt.NDArray[np.intp],
+    all_threads: npt.NDArray[np.intp],
     lo: int,
     hi: int,
     copies: dict[str, npt.NDArray[np.int64]],
 ) -> dict[str, float]:
     """Seconds per phase of one step; each instant goes to the first phase that claims it.
 
+    ``rows`` are the step's host events on its own thread, ``all_threads`` on every thread.
     Order of claims: ``transfer`` (host copy calls, ``cudaMemcpy*``, less the time they wait
     for the device to reach the copy: only the copy's own device duration, at the end of the
     call, counts; the wait is the device's work, not the copy's), ``data`` (DataLoader
@@ -544,7 +547,7 @@ def _step_phases(
         claims.append((phase, _span_of(table, _matching(table, rows, PHASE_PATTERNS[phase]))))
     backward = claims[3][1]
     if backward[0].size == 0:
-        autograd = _matching(table, _host_rows(table, None, lo, hi), _AUTOGRAD)
+        autograd = _matching(table, all_threads, _AUTOGRAD)
         if autograd.size:
             first = int(table.ts_ns[autograd].min())
             last = int((table.ts_ns[autograd] + table.dur_ns[autograd]).max())

@@ -168,3 +168,17 @@ def test_the_golden_catches_a_changed_number() -> None:
 def test_scrub_replaces_what_varies_and_keeps_numbers() -> None:
     text = "saved /tmp/pytest-7/run.json at 2024-05-01T12:30:05Z in 12 s · 59.8 ms · 26.2%"
     assert scrub(text) == "saved <path> at <date> in <elapsed> · 59.8 ms · 26.2%\n"
+
+
+def test_a_name_with_emoji_codes_is_shown_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rich turns ":100:" into an emoji in markup; a folder name is not markup.
+    monkeypatch.chdir(tmp_path)
+    Path("run:100:thumbs_up:").mkdir()
+    Path("run:100:thumbs_up:/rank0.json.gz").write_bytes(
+        (TRACES / "tiny_compare_base.json.gz").read_bytes()
+    )
+    text = render(render_trace(pinchpoint.load_trace("run:100:thumbs_up:", workers=1)))
+    assert "trace · run:100:thumbs_up: · 1 rank" in text
+    assert "\N{HUNDRED POINTS SYMBOL}" not in text and "\N{THUMBS UP SIGN}" not in text

@@ -44,6 +44,12 @@ _TOP_RANKS = 8
 _TOP_VERDICTS = 6
 
 
+def _title(markup: str) -> Text:
+    """A panel title from markup, without emoji codes: a name such as ``run:100:`` stays as
+    written (and rich's 3,600-entry emoji table is never loaded)."""
+    return Text.from_markup(markup, emoji=False)
+
+
 def format_seconds(seconds: float | None) -> str:
     """A duration with a unit that keeps three significant digits (``812 µs``, ``3.21 ms``)."""
     if seconds is None:
@@ -296,7 +302,7 @@ def render_profile(profile: Profile) -> RenderableType:
             parts.append(Text(""))
             parts.append(part)
     title = f"[bold]{escape(profile.name)}[/] · {escape(profile.mode)} on {escape(profile.device)}"
-    return Panel(Group(*parts), title=title, title_align="left")
+    return Panel(Group(*parts), title=_title(title), title_align="left")
 
 
 def format_evidence(key: str, value: Any) -> str:
@@ -416,7 +422,7 @@ def render_diagnosis(diagnosis: Diagnosis) -> RenderableType:
             line.append(f"; model FLOPs utilisation {roof['model_flops_utilization']:.1%}")
         parts.extend([Text(""), line])
     title = f"[bold]diagnosis[/] · {escape(diagnosis.target)} · {escape(diagnosis.profile.mode)}"
-    return Panel(Group(*parts), title=title, title_align="left")
+    return Panel(Group(*parts), title=_title(title), title_align="left")
 
 
 def _pct(value: float | None) -> str:
@@ -490,7 +496,7 @@ def render_trace(analysis: TraceAnalysis) -> RenderableType:
             parts.append(Text(f"  … and {len(issues) - 12} more (see the JSON)"))
     ranks = len(analysis.ranks)
     title = f"[bold]trace[/] · {escape(analysis.source)} · {ranks} rank{'s' * (ranks != 1)}"
-    return Panel(Group(*parts), title=title, title_align="left")
+    return Panel(Group(*parts), title=_title(title), title_align="left")
 
 
 def _quality(value: float | None) -> str:
@@ -577,6 +583,6 @@ def render_optimize(result: OptimizeResult) -> RenderableType:
     title = f"[bold]optimize[/] · {escape(result.target)}"
     return Panel(
         Group(headline, Text(""), table, Text(""), *verdicts, Text(""), facts),
-        title=title,
+        title=_title(title),
         title_align="left",
     )

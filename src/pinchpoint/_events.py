@@ -99,8 +99,8 @@ def self_ns(
     del s
     # An event's parent is the nearest earlier event one level up: on its thread, every event
     # between the two is nested deeper (or it would have closed the parent), and depths restart
-    # at 0 on each thread. So each level's children find their parents with one binary search
-    # over the level above, the events grouped by depth once.
+    # at 0 on each thread. So each level's children find their parents in one merge with the
+    # level above (both in row order), the events grouped by depth once.
     # Small integers take numpy's radix sort.
     top = int(depth.max())
     by_depth = np.argsort(depth.astype(np.int16) if top < 2**15 else depth, kind="stable")

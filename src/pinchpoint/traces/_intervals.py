@@ -54,25 +54,19 @@ def length(intervals: Intervals) -> int:
 
 def intersect(a: Intervals, b: Intervals) -> Intervals:
     """The intersection of two merged interval sets."""
-    a_s, a_e = a
-    b_s, b_e = b
-    if a_s.size == 0 or b_s.size == 0:
+    if a[0].size == 0 or b[0].size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    # Every boundary; a piece between consecutive boundaries is in both sets or not.
-    points = np.sort(np.concatenate([a_s, a_e, b_s, b_e]))
-    lo, hi = points[:-1], points[1:]
-    inside = covered(a, lo) & covered(b, lo) & (hi > lo)
+    lo, hi = _pieces(a, b)
+    inside = covered(a, lo) & covered(b, lo)
     return merge(lo[inside], hi[inside])
 
 
 def subtract(a: Intervals, b: Intervals) -> Intervals:
     """The parts of merged set ``a`` outside merged set ``b``."""
-    a_s, a_e = a
-    if a_s.size == 0 or b[0].size == 0:
+    if a[0].size == 0 or b[0].size == 0:
         return a
-    points = np.sort(np.concatenate([a_s, a_e, b[0], b[1]]))
-    lo, hi = points[:-1], points[1:]
-    inside = covered(a, lo) & ~covered(b, lo) & (hi > lo)
+    lo, hi = _pieces(a, b)
+    inside = covered(a, lo) & ~covered(b, lo)
     return merge(lo[inside], hi[inside])
 
 
@@ -83,6 +77,15 @@ def clip(intervals: Intervals, lo: int, hi: int) -> Intervals:
     e2 = np.minimum(e, hi)
     keep = e2 > s2
     return s2[keep], e2[keep]
+
+
+def _pieces(*sets: Intervals) -> Intervals:
+    """The non-empty pieces between consecutive boundaries of all the ``sets``: each piece lies
+    wholly inside or wholly outside each set."""
+    points = np.sort(np.concatenate([side for intervals in sets for side in intervals]))
+    lo, hi = points[:-1], points[1:]
+    keep = hi > lo
+    return lo[keep], hi[keep]
 
 
 def covered(intervals: Intervals, points: Array) -> npt.NDArray[np.bool_]:
@@ -102,10 +105,9 @@ def claimed(base: Intervals, claims: Sequence[Intervals]) -> list[int]:
     """
     if base[0].size == 0:
         return [0] * (len(claims) + 1)
-    points = np.sort(np.concatenate([*base, *(side for claim in claims for side in claim)]))
-    left, width = points[:-1], np.diff(points)
-    inside = covered(base, left) & (width > 0)
-    left, width = left[inside], width[inside]
+    lo, hi = _pieces(base, *claims)
+    inside = covered(base, lo)
+    left, width = lo[inside], hi[inside] - lo[inside]
     owner = np.full(left.size, len(claims), dtype=np.intp)
     for i in reversed(range(len(claims))):  # the earlier claim overwrites the later
         owner[covered(claims[i], left)] = i

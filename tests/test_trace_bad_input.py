@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 import subprocess
+import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import orjson
 import pytest
@@ -24,7 +27,7 @@ from hypothesis import strategies as st
 from helpers import run_cli
 from pinchpoint.errors import PinchpointError, TraceFormatError
 from pinchpoint.traces import load_trace
-from pinchpoint.traces._parse import parse_trace_bytes, read_trace
+from pinchpoint.traces._parse import OTHER, parse_trace_bytes, read_trace
 from pinchpoint.traces._rank import summarize_rank
 
 TRACES = Path(__file__).parent / "data" / "traces"
@@ -275,15 +278,65 @@ def test_ids_beyond_64_bits_are_dropped_and_counted(tmp_path: Path, field: str, 
     assert "1 ids beyond 64 bits were ignored" in analysis.ranks[0]["issues"]
 
 
-def test_invalid_utf8_in_a_name_is_replaced(tmp_path: Path) -> None:
-    raw = trace_bytes(x("aten::PLACEHOLDER", 130.0, 1.0)).replace(b"PLACEHOLDER", b"bad\xff\xfe")
-    table = parse_trace_bytes(raw)
-    assert len(table) == 7
+def utf8_damaged_trace() -> bytes:
+    """The good trace with invalid UTF-8 in five strings: a name, a category, an arg the analyses
+    ignore, a thread's name and the top-level metadata (one cut sequence, one lone byte each)."""
+    raw = trace_bytes(
+        x("aten::NAME", 130.0, 1.0, cat="CAT", args={"Call stack": "STACK"}),
+        {"ph": "M", "name": "thread_name", "pid": 1, "tid": 2, "args": {"name": "THREAD"}},
+        distributedInfo={"rank": 0, "world_size": 1, "backend": "BACKEND"},
+    )
+    for word, bad in [
+        (b"NAME", b"bad\xff\xfe"),  # two invalid bytes, one string
+        (b"CAT", b"cpu\xc3op"),  # a two-byte sequence cut short
+        (b"STACK", b"\xe2\x82 x.py"),  # a three-byte sequence cut short
+        (b"THREAD", b"w\xf0\x9forker"),  # a four-byte sequence cut short
+        (b"BACKEND", b"gl\x80oo"),  # a lone continuation byte
+    ]:
+        assert raw.count(word) == 1
+        raw = raw.replace(word, bad)
+    return raw
+
+
+def _read_with(reader: str, raw: bytes, folder: Path) -> Any:
+    """The event table of ``raw`` read by one of the parser's readers."""
+    if reader == "careful":
+        return parse_trace_bytes(raw, chunked=False)
+    if reader == "in-memory":
+        return parse_trace_bytes(raw)
+    path = folder / ("trace.json.gz" if reader == "stream-gzip" else "trace.json")
+    path.write_bytes(gzip.compress(raw) if reader == "stream-gzip" else raw)
+    return read_trace(path)
+
+
+@pytest.mark.parametrize("reader", ["stream", "stream-gzip", "in-memory", "careful"])
+def test_invalid_utf8_in_any_string_is_replaced_and_every_event_kept(
+    tmp_path: Path, reader: str
+) -> None:
+    table = _read_with(reader, utf8_damaged_trace(), tmp_path)
+    assert table.events_read == 9 and len(table) == 7  # every complete event, two metadata
+    assert table.issues == ["5 strings held invalid UTF-8, replaced with U+FFFD"]
     assert "aten::bad\ufffd\ufffd" in table.names
-    assert table.issues == ["invalid UTF-8 in the file was replaced with U+FFFD"]
-    analysis = analyse(tmp_path, raw)
+    row = table.names.index("aten::bad\ufffd\ufffd")
+    assert table.cat[table.name == row].tolist() == [OTHER]  # cpu\ufffdop: not a known category
+    assert table.thread_names[("1", "2")] == "w\ufffdorker"  # one U+FFFD per cut sequence
+    assert table.distributed["backend"] == "gl\ufffdoo"
+
+
+def test_a_trace_with_invalid_utf8_is_analysed_with_reduced_confidence(tmp_path: Path) -> None:
+    analysis = analyse(tmp_path, utf8_damaged_trace())
     assert analysis.confidence == "reduced"
+    assert "5 strings held invalid UTF-8, replaced with U+FFFD" in analysis.ranks[0]["issues"]
     orjson.dumps(analysis.to_dict())
+
+
+def test_valid_utf8_cut_between_pieces_is_not_a_repair(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = trace_bytes(x("aten::é€😀", 130.0, 1.0))  # two-, three- and four-byte characters
+    expected = _columns_of(raw)
+    assert "aten::é€😀" in expected[0] and expected[-1] == []
+    for chunk in (1, 2, 3, 5):
+        monkeypatch.setattr("pinchpoint.traces._parse._CHUNK_BYTES", chunk)
+        assert _columns_of(raw) == expected
 
 
 def test_an_empty_event_list_is_a_reduced_analysis(tmp_path: Path) -> None:
@@ -579,3 +632,51 @@ def test_the_last_boundary_is_the_last_match_of_a_full_scan(buf: bytes, window: 
         patch.setattr(_parse, "_BOUNDARY_WINDOW", window)
         found = _parse._last_boundary(bytearray(buf))
     assert (found.span() if found else None) == expected
+
+
+# JSON string values of the fuzz base (not keys, not the phase letters that say what an event is).
+_STRING_VALUES = [
+    (m.start() + 1, m.end() - 1)
+    for m in re.finditer(rb'"[^"]*"', FUZZ_RAW)  # left to right, each string whole (no escapes)
+    if not FUZZ_RAW[m.end() :].lstrip().startswith(b":") and m.group() not in (b'"X"', b'"M"')
+]
+# A byte that can never begin a UTF-8 character: a run starting with one is always invalid.
+_NEVER_FIRST = st.one_of(st.integers(0x80, 0xBF), st.integers(0xF8, 0xFF))
+# Any byte a JSON string may hold as it is (no control character, quote or backslash).
+_STRING_BYTE = st.integers(0x20, 0xFF).filter(lambda b: b not in b'"\\')
+
+
+@st.composite
+def utf8_damage(draw: st.DrawFn) -> tuple[bytes, int]:
+    """The fuzz base with invalid byte runs inserted into a few of its string values; how many
+    strings were damaged."""
+    raw = bytearray(FUZZ_RAW)
+    spans = draw(st.lists(st.sampled_from(_STRING_VALUES), min_size=1, max_size=6, unique=True))
+    for lo, hi in sorted(spans, reverse=True):  # from the end, so earlier offsets stay put
+        for _ in range(draw(st.integers(1, 3))):
+            at = draw(st.integers(lo, hi))
+            run = bytes([draw(_NEVER_FIRST), *draw(st.lists(_STRING_BYTE, max_size=3))])
+            raw[at:at] = run
+            hi += len(run)
+    return bytes(raw), len(spans)
+
+
+@settings(max_examples=60, deadline=None)
+@given(utf8_damage(), st.sampled_from(["stream", "stream-gzip", "in-memory", "careful"]))
+def test_random_utf8_damage_in_strings_loses_no_event(
+    damage: tuple[bytes, int], reader: str
+) -> None:
+    raw, strings = damage
+    clean = parse_trace_bytes(FUZZ_RAW)
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        mock.patch("pinchpoint.traces._parse._CHUNK_BYTES", 7),
+    ):
+        table = _read_with(reader, raw, Path(folder))
+    held = "string held" if strings == 1 else "strings held"
+    assert table.issues == [f"{strings} {held} invalid UTF-8, replaced with U+FFFD"]
+    # Every event kept, at its time (a damaged category or name may change what it counts as).
+    assert table.events_read == clean.events_read and len(table) == len(clean)
+    assert table.ts_ns.tolist() == clean.ts_ns.tolist()
+    assert table.dur_ns.tolist() == clean.dur_ns.tolist()
+    assert sum("\ufffd" in name for name in table.names) <= strings

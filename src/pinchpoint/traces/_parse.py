@@ -4,26 +4,29 @@ An intact file (``.json`` or ``.json.gz``) is read as a stream: decompressed a p
 cut between events, and each piece decoded by msgspec into small typed records whose fields go
 straight into numpy columns; the records are dropped before the next piece. So a run never holds
 the file's text whole nor a Python object per event beyond one piece: what stays is the columns.
-A file the stream reader cannot take as it is (damaged, truncated, not UTF-8) is read again
-whole by the careful reader, which splits the events into raw byte slices and repairs what it
-can.
+A file the stream reader cannot take as it is (damaged, truncated) is read again whole by the
+careful reader, which splits the events into raw byte slices and repairs what it can.
 
 Only what the analyses read is kept: complete (``ph: "X"``) events with their category, name,
 thread, start, duration, stream, correlation id and device, plus the process and thread names
 (``ph: "M"``) and the file's top-level metadata (``distributedInfo``, ``deviceProperties``).
 
 Damaged input degrades instead of failing: a truncated gzip stream or truncated JSON keeps the
-events that arrived whole, invalid UTF-8 is replaced, events with missing or ill-typed fields are
-skipped and counted, ids beyond 64 bits are dropped. Each such repair is recorded in
+events that arrived whole, invalid UTF-8 becomes U+FFFD in the string that holds it (both readers
+repair the text before msgspec sees it, so no msgspec version's own handling of bad bytes can
+drop an event), events with missing or ill-typed fields are skipped and counted, ids beyond 64
+bits are dropped. Each such repair is recorded in
 :attr:`EventTable.issues` so the analysis can state its reduced confidence. A file that holds no
 trace at all raises :class:`~pinchpoint.errors.TraceFormatError`.
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import math
 import re
+import threading
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -216,14 +219,12 @@ def read_trace(path: str | Path) -> EventTable:
 
     An intact file is read as a stream (decompressed and decoded a piece at a time, so neither
     its compressed nor its decompressed text is ever held whole); a file the stream reader
-    cannot take as it is (damaged, truncated, not UTF-8) is read again whole, the careful way.
+    cannot take as it is (damaged, truncated) is read again whole, the careful way.
     """
     path = Path(path)
     chunked = True  # whether the whole text is worth a chunked pass before the careful one
     try:
         return _stream_file(path)
-    except _BadUtf8:
-        pass  # replaced in memory, the text may then read in one chunked pass
     except _Careful:
         chunked = False  # the same text would stop the chunked reader at the same place
     except (EOFError, OSError, zlib.error):
@@ -252,9 +253,17 @@ def _stream_file(path: Path) -> EventTable:
         if raw.read(2) == b"\x1f\x8b":
             raw.seek(0)
             with _gzip_reader(raw) as unzipped:
-                return _parse_chunked(iter(partial(unzipped.read, _CHUNK_BYTES), b""), [])
+                return _parse_repaired(iter(partial(unzipped.read, _CHUNK_BYTES), b""), [])
         raw.seek(0)
-        return _parse_chunked(iter(partial(raw.read, _CHUNK_BYTES), b""), [])
+        return _parse_repaired(iter(partial(raw.read, _CHUNK_BYTES), b""), [])
+
+
+def _parse_repaired(pieces: Iterable[bytes | memoryview], issues: list[str]) -> EventTable:
+    """:func:`_parse_chunked` of the pieces with their invalid UTF-8 replaced, and said so."""
+    repair = _Utf8Repair()
+    table = _parse_chunked(repair.pieces(pieces), issues)
+    repair.report(table.issues)
+    return table
 
 
 def _gzip_reader(raw: BinaryIO) -> BinaryIO:
@@ -307,16 +316,13 @@ def parse_trace_bytes(
             raise TraceFormatError("the file is empty")
         raise TraceFormatError("not a trace: the file is not JSON")
     is_array = start == b"["
+    if not raw.isascii():
+        repair = _Utf8Repair()
+        raw = b"".join(repair.pieces(_pieces(raw)))
+        repair.report(issues)
     try:
         if chunked:
             return _parse_chunked(_pieces(raw), issues)
-    except _BadUtf8:
-        raw = raw.decode("utf-8", errors="replace").encode("utf-8")
-        issues.append("invalid UTF-8 in the file was replaced with U+FFFD")
-        try:
-            return _parse_chunked(_pieces(raw), issues)
-        except _Careful:
-            pass
     except _Careful:
         pass
     envelope, events = _split(raw, is_array, issues)
@@ -335,12 +341,87 @@ def _pieces(raw: bytes) -> Iterator[memoryview]:
         yield view[lo : lo + _CHUNK_BYTES]
 
 
+class _Utf8Repair:
+    """Replaces invalid UTF-8 in a stream of pieces with U+FFFD, and counts the strings repaired.
+
+    Each invalid sequence becomes one U+FFFD, as Python's ``"replace"`` handler makes them (one per
+    maximal invalid subpart), so the event that holds it is kept with the rest of its string. A
+    piece that is all ASCII, the usual case, passes as it is; any other is decoded and encoded
+    again, a sequence cut by the piece's end waiting for the next piece. Invalid bytes count by
+    the JSON string that holds them: two are in the same string when no unescaped quote lies
+    between them.
+    """
+
+    def __init__(self) -> None:
+        self.strings = 0
+        self._pending = b""  # the start of a sequence cut by the last piece's end
+        self._open = False  # whether the string of the last invalid byte may still go on
+
+    def pieces(self, pieces: Iterable[bytes | memoryview]) -> Iterator[bytes | memoryview]:
+        """The pieces with their invalid UTF-8 replaced (an ASCII piece is yielded as it is)."""
+        for piece in pieces:
+            data = piece if isinstance(piece, bytes) else bytes(piece)
+            if not self._pending and data.isascii():
+                self._open = self._open and not _quote_between(data, 0, len(data))
+                yield piece
+                continue
+            yield self._repaired(self._pending + data, final=False)
+        if self._pending:
+            yield self._repaired(self._pending, final=True)
+
+    def report(self, issues: list[str]) -> None:
+        """Add the count of repaired strings to ``issues``, when there were any."""
+        if self.strings:
+            held = "string held" if self.strings == 1 else "strings held"
+            issues.append(f"{self.strings} {held} invalid UTF-8, replaced with U+FFFD")
+
+    def _repaired(self, data: bytes, final: bool) -> bytes:
+        with _BAD_LOCK:
+            _bad_starts.clear()
+            text, used = codecs.utf_8_decode(data, _REPLACE_NOTING, final)
+            bad = list(_bad_starts)
+        self._pending = data[used:]
+        after = 0  # the string of an invalid byte goes on from here, while self._open
+        for start in bad:
+            if not (self._open and not _quote_between(data, after, start)):
+                self.strings += 1
+            self._open, after = True, start
+        self._open = self._open and not _quote_between(data, after, used)
+        return text.encode("utf-8") if bad else data[:used]
+
+
+def _quote_between(data: bytes, lo: int, hi: int) -> bool:
+    """Whether ``data[lo:hi]`` holds a ``"`` that is not escaped (one that ends a JSON string)."""
+    at = data.find(b'"', lo, hi)
+    while at >= 0:
+        before = at - 1
+        while before >= 0 and data[before] == 0x5C:  # a backslash
+            before -= 1
+        if (at - 1 - before) % 2 == 0:
+            return True
+        at = data.find(b'"', at + 1, hi)
+    return False
+
+
+# The error handler that replaces as "replace" does and notes where, for _Utf8Repair (codecs
+# handlers are process-wide, so the notes are taken under a lock).
+_REPLACE_NOTING = "pinchpoint.replace-noting"
+_BAD_LOCK = threading.Lock()
+_bad_starts: list[int] = []
+
+
+def _replace_noting(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    _bad_starts.append(exc.start)
+    return "\ufffd", exc.end
+
+
+codecs.register_error(_REPLACE_NOTING, _replace_noting)
+
+
 class _Careful(Exception):
     """The chunked reader cannot read this file as it is; the careful reader will."""
-
-
-class _BadUtf8(_Careful):
-    """The file holds invalid UTF-8: replace it, then read again."""
 
 
 #: Where one top-level event ends and the next begins (only ever trusted once both chunks decode).
@@ -394,8 +475,6 @@ def _parse_chunked(pieces: Iterable[bytes | memoryview], issues: list[str]) -> E
     tail = b""
     try:
         events = _EVENTS.decode(last)
-    except UnicodeDecodeError:
-        raise _BadUtf8 from None
     except msgspec.ValidationError:
         array = _array_part(last)
         events = _decode_chunk(array, columns)
@@ -469,7 +548,7 @@ def _array_part(last: bytes) -> bytes:
     """The events array at the start of ``last`` (what comes before the trailing text)."""
     try:
         _RAW_LIST.decode(last)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except msgspec.DecodeError as exc:
         offset = _error_offset(exc) if isinstance(exc, msgspec.DecodeError) else None
         if offset is not None and _TRAILING in str(exc):
             return last[: _array_end(last, offset)]
@@ -503,7 +582,7 @@ def _metadata_around(head: bytes, tail: bytes) -> _Metadata:
         after = after[1:]
     try:
         return _METADATA.decode(before + after)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except msgspec.DecodeError:
         raise _Careful from None
 
 
@@ -518,15 +597,13 @@ def _decode_chunk(chunk: bytes | bytearray | memoryview, columns: _Columns) -> l
     """The events of a JSON array, the lenient way where one is ill-typed."""
     try:
         return _EVENTS.decode(chunk)
-    except UnicodeDecodeError:
-        raise _BadUtf8 from None
     except msgspec.ValidationError:
         pass
     except msgspec.DecodeError:
         raise _Careful from None
     try:
         raws = _RAW_LIST.decode(chunk)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except msgspec.DecodeError:
         raise _Careful from None
     return _decode_raws(raws, columns)
 
@@ -535,7 +612,7 @@ def _decode_raws(raws: Sequence[msgspec.Raw], columns: _Columns) -> list[Any]:
     """The events of raw slices: in one pass, or one by one where some are damaged."""
     try:
         return _EVENTS.decode(b"[" + b",".join(raws) + b"]")
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except msgspec.DecodeError:
         decoded, bad, fixed = _decode_leniently(raws)
         columns.skipped += bad
         columns.coerced += fixed
@@ -548,10 +625,6 @@ def _split(
     """The top-level metadata and the raw event slices, repairing what can be repaired."""
     try:
         return _decode_split_raw(raw, is_array)
-    except UnicodeDecodeError:
-        fixed = raw.decode("utf-8", errors="replace").encode("utf-8")
-        issues.append("invalid UTF-8 in the file was replaced with U+FFFD")
-        return _split(fixed, is_array, issues)
     except msgspec.ValidationError as exc:
         raise TraceFormatError(f"not a Kineto trace: {exc}") from None
     except msgspec.DecodeError as exc:
@@ -616,7 +689,7 @@ def _salvage(
     for end in reversed(ends[-8:]):
         try:
             events = _RAW_LIST.decode(raw[: end + 1] + b"]")
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except msgspec.DecodeError:
             continue
         envelope = None
         if not is_array:
@@ -630,7 +703,7 @@ def _metadata_before(head: bytes) -> _Envelope:
     text = head.rstrip().rstrip(b",") + b"}"
     try:
         return _ENVELOPE.decode(text)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except msgspec.DecodeError:
         return _Envelope()
 
 
@@ -712,11 +785,11 @@ def _decode_leniently(chunk: Sequence[msgspec.Raw]) -> tuple[list[Any], int, int
         try:
             _keep(_ONE_EVENT.decode(item), out)
             continue
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except msgspec.DecodeError:
             pass
         try:
             value = msgspec.json.decode(item)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except msgspec.DecodeError:
             bad += 1
             continue
         event = _coerce(value)

@@ -645,7 +645,11 @@ def _device_facts(table: EventTable, has_gpu: bool, names: list[str]) -> dict[st
     if not has_gpu:
         return {"kind": "cpu", "index": None, "name": None}
     devices = table.device[np.isin(table.cat, GPU_CATEGORIES) & (table.device >= 0)]
-    index = int(np.bincount(devices).argmax()) if devices.size else 0
+    index = 0
+    if devices.size:
+        # The most common device id; by value, not bincount: a damaged id can be in the billions.
+        ids, counts = np.unique(devices, return_counts=True)
+        index = int(ids[counts.argmax()])
     rocm = any(n.startswith("hip") for n in names[:5000])
     facts: dict[str, Any] = {"kind": "rocm" if rocm else "cuda", "index": index, "name": None}
     for props in table.device_properties:

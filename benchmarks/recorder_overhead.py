@@ -18,7 +18,12 @@ being measured, so the cost is taken apart and each part measured where it can b
    ``(N · plain step + plain fixed cost)``. The targets apply to it (issue 2: phase timing
    ≤ 1.03×, with the sampled steps ≤ 1.10× over a 50-step run).
 
+``--quick`` runs the same code at tiny sizes (20 pairs, 10-step runs, one run per mode, a
+tiny-gpt of one narrow block, one thread) in seconds: a check that the script works, whose
+figures are too noisy to quote.
+
     python benchmarks/recorder_overhead.py [--workload tiny-gpt] [--steps 50] [--pairs 200]
+        [--runs 7] [--quick]
 """
 
 from __future__ import annotations
@@ -34,8 +39,14 @@ import torch
 import pinchpoint
 from pinchpoint import zoo
 from pinchpoint.recorders import Recorder, sample_plan
-from pinchpoint.recorders.run import _train_step
+from pinchpoint.recorders.run import TrainingLoop, installed
 from pinchpoint.workload import Workload
+
+QUICK = {"pairs": 20, "steps": 10, "runs": 1}
+# Quick mode's tiny-gpt: one narrow block on short windows (a step of a few ms, not ~100).
+QUICK_OPTIONS: dict[str, dict[str, Any]] = {
+    "tiny-gpt": {"batch_size": 4, "context": 16, "n_layers": 1, "d_model": 32}
+}
 
 
 def bare_step(workload: Workload, batches: Any) -> float:
@@ -51,16 +62,21 @@ def bare_step(workload: Workload, batches: Any) -> float:
     return time.perf_counter() - start
 
 
-def per_step_ratios(name: str, pairs: int, control: bool = False) -> tuple[float, list[float]]:
+def per_step_ratios(
+    name: str, pairs: int, control: bool = False, options: dict[str, Any] | None = None
+) -> tuple[float, list[float]]:
     """Median bare step time and the ratios recorded/bare of ``pairs`` alternating steps.
 
     With ``control``, the second copy runs bare too: the ratios then show the method's own
     noise floor and any bias between the two copies.
     """
-    bare, recorded = zoo.get(name, seed=0), zoo.get(name, seed=0)
+    options = options or {}
+    bare, recorded = zoo.get(name, seed=0, **options), zoo.get(name, seed=0, **options)
     bare.model.train()
     recorded.model.train()
     rec = Recorder(recorded.model, recorded.optimizer, warmup=0, sample=False)
+    # The loop pinchpoint.profile runs each recorded step through (None: the control's bare copy).
+    loop = None if control else TrainingLoop(recorded, recorded.model, rec.device)
     bare_batches = bare.batches()
     rec_batches = rec.data(recorded.batches())
     if control:
@@ -68,28 +84,29 @@ def per_step_ratios(name: str, pairs: int, control: bool = False) -> tuple[float
         rec_batches = recorded.batches()
 
     def second() -> float:
-        if control:
+        if loop is None:
             return bare_step(recorded, rec_batches)
         start = time.perf_counter()
         batch = next(rec_batches)
         with rec.step():
-            _train_step(recorded, recorded.model, rec.to_device(batch), rec)
+            loop.step(rec.to_device(batch), rec)
         return time.perf_counter() - start
 
-    for _ in range(5):  # warm both copies
-        bare_step(bare, bare_batches)
-        second()
     bare_times, ratios = [], []
-    for i in range(pairs):
-        # Alternate which copy goes first, so neither always follows the other.
-        if i % 2 == 0:
-            first_s = bare_step(bare, bare_batches)
-            second_s = second()
-        else:
-            second_s = second()
-            first_s = bare_step(bare, bare_batches)
-        bare_times.append(first_s)
-        ratios.append(second_s / first_s)
+    with installed(loop):
+        for _ in range(5):  # warm both copies
+            bare_step(bare, bare_batches)
+            second()
+        for i in range(pairs):
+            # Alternate which copy goes first, so neither always follows the other.
+            if i % 2 == 0:
+                first_s = bare_step(bare, bare_batches)
+                second_s = second()
+            else:
+                second_s = second()
+                first_s = bare_step(bare, bare_batches)
+            bare_times.append(first_s)
+            ratios.append(second_s / first_s)
     rec.close()
     return statistics.median(bare_times), ratios
 
@@ -134,20 +151,30 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="steps in a run, for amortising")
     parser.add_argument("--pairs", type=int, default=200, help="alternating step pairs")
     parser.add_argument("--runs", type=int, default=7, help="whole runs per loop, for fixed costs")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a check that it runs")
     args = parser.parse_args()
+    if args.quick:  # the quick sizes, where the command line does not say otherwise
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args()
+        # A tiny model gains nothing from a second thread, and on a busy machine two threads
+        # wait on each other for whole time slices (steps 10-20x slower).
+        torch.set_num_threads(1)
+    if args.steps < 5 or args.pairs < 2 or args.runs < 1:
+        parser.error("--steps must be >= 5, --pairs >= 2 and --runs >= 1")
     if zoo.get(args.workload).mode != "train":
         parser.error(f"{args.workload} is not a training workload")
 
-    _, control = per_step_ratios(args.workload, args.pairs, control=True)
-    plain_step, ratios = per_step_ratios(args.workload, args.pairs)
+    options = QUICK_OPTIONS.get(args.workload, {}) if args.quick else {}
+    _, control = per_step_ratios(args.workload, args.pairs, control=True, options=options)
+    plain_step, ratios = per_step_ratios(args.workload, args.pairs, options=options)
     ratio = statistics.median(ratios)
     quartiles = statistics.quantiles(ratios, n=4)
     control_quartiles = statistics.quantiles(control, n=4)
 
-    workload = zoo.get(args.workload, seed=0)
+    workload = zoo.get(args.workload, seed=0, **options)
     fixed: dict[str, list[float]] = {"plain": [], "phases": [], "sampled": []}
     for mode in fixed:  # warm-up: first profiler start, allocator, caches
-        fixed_cost(workload, 10, mode)
+        fixed_cost(workload, min(10, args.steps), mode)
     for run in range(args.runs):
         modes = list(fixed)
         shift = run % len(modes)
@@ -157,8 +184,9 @@ def main() -> None:
 
     n = args.steps
     print(
-        f"workload zoo:{args.workload}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; bare step {plain_step * 1e3:.2f} ms"
+        f"workload zoo:{args.workload}{' (quick: shrunk)' if options else ''}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"bare step {plain_step * 1e3:.2f} ms"
     )
     print(
         f"  per-step ratio (recorded/bare, {args.pairs} alternating pairs): median {ratio:.4f}x, "

@@ -7,7 +7,10 @@ and step numbers renumbered, until the file reaches ``--size-gb``. Then runs
 and peak resident memory (the kernel's own high-water mark for the process tree's largest
 process, ``ru_maxrss``), next to the file's size and event count.
 
-    .venv/bin/python benchmarks/trace_big.py [--size-gb 1.0] [--keep PATH]
+The trace and the analysis's JSON are written in a temporary folder, removed at the end.
+``--quick`` builds a 10 MB trace instead: the same code in a few seconds.
+
+    .venv/bin/python benchmarks/trace_big.py [--size-gb 1.0] [--keep PATH] [--quick]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "traces"
+QUICK = {"size_gb": 0.01}
 
 
 def build(source: Path, target: Path, size_bytes: int) -> tuple[int, int]:
@@ -72,11 +76,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-gb", type=float, default=1.0)
     parser.add_argument("--source", type=Path, default=CORPUS / "v100_single_rank.json.gz")
     parser.add_argument("--keep", type=Path, default=None, help="write the big trace here")
+    parser.add_argument("--quick", action="store_true", help="a 10 MB trace: a check that it runs")
     args = parser.parse_args(argv)
-    folder = Path(tempfile.mkdtemp(prefix="pinchpoint-big-"))
-    path = args.keep or folder / "big.json"
+    if args.quick:  # the quick size, where the command line does not say otherwise
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="pinchpoint-big-") as tmp:
+        return measure(args.source, args.keep or Path(tmp) / "big.json", args.size_gb, Path(tmp))
+
+
+def measure(source: Path, path: Path, size_gb: float, folder: Path) -> int:
+    """Build the trace at ``path``, analyse it in a fresh process and print the figures."""
     t0 = time.perf_counter()
-    size, count = build(args.source, path, int(args.size_gb * 2**30))
+    size, count = build(source, path, int(size_gb * 2**30))
     took = time.perf_counter() - t0
     print(f"built {path}: {size / 2**30:.2f} GiB, {count:,} events in {took:.0f} s")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -98,8 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pinchpoint trace: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {peak:.2f} GiB")
     print(f"  ({peak * 2**30 / size:.2f}× the file's size; output {out.stat().st_size:,} bytes)")
     print(done.stdout[:1500])
-    if args.keep is None:
-        path.unlink()
     return 0
 
 

@@ -37,8 +37,13 @@ The medians are printed against the targets (pinchpoint uses ≥ 10× less CPU t
 non-compute and compute/communication-overlap shares in percent and their differences, flagging
 any above 0.1 percentage points.
 
+``--quick`` runs the same code on 2 ranks, one measured run per tool and no warm-up, from the
+repository's own copy of the corpus (``tests/data/traces``) unless ``--corpus`` says otherwise:
+a check that the script works, in seconds. Without ``--hta-venv`` (quick or not) only
+pinchpoint's side runs, and one line says that HTA was not measured.
+
     .venv/bin/python benchmarks/trace_vs_hta.py [--ranks 8] [--source FILE_OR_FOLDER]
-        [--hta-venv /work/hta-venv] [--repeat 3] [--pinchpoint-runs 3] [--json OUT]
+        [--hta-venv /work/hta-venv] [--repeat 3] [--pinchpoint-runs 3] [--json OUT] [--quick]
 """
 
 from __future__ import annotations
@@ -63,6 +68,9 @@ import orjson
 import psutil
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The repository's own copy of the corpus's small traces (quick mode reads it).
+REPO_CORPUS = REPO_ROOT / "tests" / "data" / "traces"
+QUICK = {"ranks": 2, "repeat": 1, "warmup": 0, "pinchpoint_runs": 1}
 CORPUS_ENV = "PINCHPOINT_TRACES"
 DEFAULT_SOURCE = "a100_nccl_rank0.json.gz"
 CPU_TARGET = 10.0  # HTA CPU seconds / pinchpoint CPU seconds must be at least this
@@ -525,7 +533,13 @@ def main() -> None:
     parser.add_argument(
         "--strict", action="store_true", help="exit 3 if a target fails or a rank differs"
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="2 ranks, one run each: a check that it runs"
+    )
     args = parser.parse_args()
+    if args.quick:  # the quick sizes, where the command line does not say otherwise
+        parser.set_defaults(**QUICK, corpus=REPO_CORPUS)
+        args = parser.parse_args()
     if args.repeat < 1 or args.warmup < 0 or args.pinchpoint_runs < 1:
         parser.error("--repeat and --pinchpoint-runs must be ≥ 1, --warmup ≥ 0")
 
@@ -648,7 +662,9 @@ def main() -> None:
             f"{'PASS' if targets['peak_pass'] else 'FAIL'}"
         )
     elif hta is None:
-        print("\nHTA was not run (no --hta-venv): no ratios, targets or parity.")
+        print(
+            "\nHTA was not measured (no --hta-venv): pinchpoint's side only, no ratios or parity."
+        )
     else:
         print("\npinchpoint was not run (--no-pinchpoint): no ratios, targets or parity.")
     if hta is not None:

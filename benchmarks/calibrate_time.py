@@ -61,6 +61,9 @@ def main() -> None:
         ridge = peaks.ridge_flops_per_byte(dtype)
         print(f"  peak {dtype:<9} {rate / 1e12:8.3f} {unit:<8} ridge {ridge:7.1f} FLOP/byte")
     print(f"  bandwidth       {peaks.bandwidth_bytes_per_s / 1e9:8.2f} GB/s (read + written)")
+    for level, rate in peaks.cache_bandwidth_bytes_per_s.items():
+        held = peaks.cache_bytes.get(level, 0) / 2**20
+        print(f"  {level} bandwidth    {rate / 1e9:8.2f} GB/s (up to {held:.1f} MiB)")
     print(f"  dispatch        {peaks.dispatch_s * 1e6:8.2f} µs per tiny op")
     print(f"cold calibration {cold_s:6.2f} s (measuring: {peaks.seconds:.2f} s)")
     print(f"warm load        {statistics.median(warm) * 1e3:6.2f} ms (median of {len(warm)})")

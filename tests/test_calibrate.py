@@ -120,9 +120,55 @@ def test_peaks_fill_a_machine(cold: ColdRun) -> None:
     assert flat["flops_float32"] == cold.peaks.flops["float32"]
     assert flat["bandwidth_bytes_per_s"] == cold.peaks.bandwidth_bytes_per_s
     assert flat["dispatch_s"] == cold.peaks.dispatch_s
-    assert len(flat) == len(cold.peaks.flops) + 2
+    # Two keys per calibrated cache level: its bandwidth and its size.
+    assert len(flat) == len(cold.peaks.flops) + 2 + 2 * len(cold.peaks.cache_bytes)
     machine = dataclasses.replace(describe_machine(), peaks=flat)
     assert Machine.from_dict(json.loads(json.dumps(machine.to_dict()))).peaks == flat
+
+
+def test_cache_bandwidths_are_measured_for_the_caches_sysfs_names(cold: ColdRun) -> None:
+    sizes = cal._cpu_cache_bytes(torch.get_num_threads())
+    assert cold.peaks.cache_bytes == sizes
+    assert set(cold.peaks.cache_bandwidth_bytes_per_s) == set(sizes) <= {"l2", "l3"}
+    assert all(rate > 0 for rate in cold.peaks.cache_bandwidth_bytes_per_s.values())
+    flat = cold.peaks.as_machine_peaks()
+    for level, size in sizes.items():
+        assert flat[f"cache_{level}_bytes"] == size
+        assert (
+            flat[f"bandwidth_{level}_bytes_per_s"] == cold.peaks.cache_bandwidth_bytes_per_s[level]
+        )
+
+
+def _fake_cache(root: Path, index: int, level: int, kind: str, size: str, shared: str) -> None:
+    folder = root / f"index{index}"
+    folder.mkdir(parents=True)
+    for name, text in (
+        ("level", level),
+        ("type", kind),
+        ("size", size),
+        ("shared_cpu_list", shared),
+    ):
+        (folder / name).write_text(f"{text}\n")
+
+
+def test_cache_sizes_count_a_private_cache_once_per_thread(tmp_path: Path) -> None:
+    _fake_cache(tmp_path, 0, 1, "Data", "32K", "0")
+    _fake_cache(tmp_path, 1, 1, "Instruction", "32K", "0")
+    _fake_cache(tmp_path, 2, 2, "Unified", "1024K", "0-1")  # two hyperthreads share it
+    _fake_cache(tmp_path, 3, 3, "Unified", "32M", "0-7,16-23")
+    assert cal._cpu_cache_bytes(4, tmp_path) == {"l2": 2 * 2**20, "l3": 32 * 2**20}
+    assert cal._cpu_cache_bytes(1, tmp_path) == {"l2": 2**20, "l3": 32 * 2**20}
+    assert cal._cpu_cache_bytes(4, tmp_path / "missing") == {}
+    assert cal._cpu_count("0-7,16-23") == 16
+    assert cal._cpu_count("5") == 1
+
+
+def test_a_record_from_before_cache_roofs_loads_without_them(cold: ColdRun) -> None:
+    data = cold.peaks.to_dict()
+    del data["cache_bandwidth_bytes_per_s"], data["cache_bytes"]
+    old = Peaks.from_dict(data)
+    assert old.cache_bandwidth_bytes_per_s == {} and old.cache_bytes == {}
+    assert len(old.as_machine_peaks()) == len(old.flops) + 2
 
 
 # ---------------------------------------------------------------------------------------------

@@ -76,6 +76,41 @@ def test_self_times_partition_the_top_level_time(events: list[HostEvent]) -> Non
     )
 
 
+@given(nested_events(), st.sets(st.sampled_from(["op0", "op1", "op2", "op3"])))
+@settings(max_examples=200, deadline=None)
+def test_work_time_is_the_outermost_counted_calls(
+    events: list[HostEvent], counted: set[str]
+) -> None:
+    # Brute force: a call owns work when its name is counted and no enclosing call's is; it
+    # owns its whole duration, and nothing below it owns any.
+    def inside(e: HostEvent, outer: HostEvent) -> bool:
+        return (
+            outer is not e
+            and outer.start_ns <= e.start_ns
+            and e.start_ns + e.duration_ns <= outer.start_ns + outer.duration_ns
+            and (outer.start_ns, -outer.duration_ns) < (e.start_ns, -e.duration_ns)
+        )
+
+    owners = [
+        e
+        for e in events
+        if e.name in counted and not any(o.name in counted and inside(e, o) for o in events)
+    ]
+    rows = fold_events(events, counted.__contains__)
+    for name in {"op0", "op1", "op2", "op3"}:
+        mine = [e for e in owners if e.name == name]
+        got = [r for r in rows if r.name == name]
+        assert sum(r.work_ns or 0 for r in got) == sum(e.duration_ns for e in mine)
+        assert sum(r.work_count or 0 for r in got) == len(mine)
+    for row in rows:
+        assert row.work_ns is not None and 0 <= row.work_ns <= row.total_ns
+    # Work intervals never overlap, so they add up to no more than the top-level time.
+    assert sum(r.work_ns or 0 for r in rows) <= sum(
+        e.duration_ns for e in events if e.name == "op0"
+    )
+    assert all(r.work_ns is None and r.work_count is None for r in fold_events(events))
+
+
 @given(
     st.lists(
         st.tuples(st.integers(0, 3), st.integers(0, 40), st.integers(0, 6)), min_size=1, max_size=60

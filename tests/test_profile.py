@@ -53,6 +53,7 @@ operators = st.builds(
     input_dtypes=st.lists(st.sampled_from(["float", "c10::BFloat16", "long int", "Scalar", ""])),
     flops=st.none() | counts,
     bytes=st.none() | counts,
+    work_s=st.none() | finite,
 )
 modules = st.builds(ModuleStat, name=names, type=names, params=counts, flops=counts)
 memory = st.builds(
@@ -124,6 +125,13 @@ def test_json_round_trip_is_exact(profile: Profile) -> None:
     assert _same(again, profile)
     if not _has_nan(profile):
         assert again == profile
+
+
+def test_an_operator_saved_before_work_times_loads_without_one() -> None:
+    saved = {"name": "aten::mm", "count": 2, "self_s": 0.5, "total_s": 0.5, "flops": 8, "bytes": 4}
+    op = Operator.from_dict(saved)
+    assert op.work_s is None and op.flops == 8
+    assert Operator.from_dict(op.to_dict()) == op
 
 
 def _has_nan(profile: Profile) -> bool:

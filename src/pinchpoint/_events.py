@@ -6,18 +6,36 @@ into operator rows. It does not import torch.
 
 Self time is the event's duration less the durations of its direct children: events on the same
 thread nest by their intervals, so a stack swept in start order finds each event's parent.
+
+Work time is the time of the calls whose FLOPs and bytes a counter attributed to an operator.
+A FLOP counter that hooks the dispatcher (a ``TorchDispatchMode``) sees an operator such as
+``aten::convolution`` but not the operators its kernel calls (``aten::_convolution``,
+``aten::mkldnn_convolution``): those run below the dispatcher it hooks, and the profiler shows
+them as children that hold nearly all of the time. So an event that carries counted work and is
+not nested in another such event owns its whole duration, its children included; events nested
+in it own none (their work is its work). Placing FLOPs against self time instead puts a
+convolution's FLOPs against the few microseconds of its dispatch and the roofline point tens of
+times above the roof.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["HostEvent", "OperatorRow", "count_at_most", "covered_ns", "fold_events", "self_ns"]
+__all__ = [
+    "HostEvent",
+    "OperatorRow",
+    "count_at_most",
+    "covered_ns",
+    "fold_events",
+    "outermost",
+    "self_ns",
+]
 
 
 class HostEvent(NamedTuple):
@@ -37,7 +55,12 @@ class HostEvent(NamedTuple):
 
 @dataclass
 class OperatorRow:
-    """The calls of one operator with one set of input shapes, summed."""
+    """The calls of one operator with one set of input shapes, summed.
+
+    ``work_ns`` and ``work_count`` are the duration (children included) and number of the calls
+    that carry counted work and are not nested in another such call (see the module docstring);
+    None where :func:`fold_events` was given no ``carries``.
+    """
 
     name: str
     shapes: list[Any]
@@ -45,13 +68,19 @@ class OperatorRow:
     count: int = 0
     self_ns: int = 0
     total_ns: int = 0
+    work_ns: int | None = None
+    work_count: int | None = None
 
 
-def fold_events(events: Iterable[HostEvent]) -> list[OperatorRow]:
+def fold_events(
+    events: Iterable[HostEvent], carries: Callable[[str], bool] | None = None
+) -> list[OperatorRow]:
     """Group events by name and input shapes, with self time computed from their nesting.
 
     Rows come in order of first appearance in time. An event only partly inside another (which a
-    well-formed trace never has) is treated as a sibling, not a child.
+    well-formed trace never has) is treated as a sibling, not a child. ``carries`` says which
+    operator names a FLOP counter attributed work to; given it, each row also gets its work time
+    and calls (:class:`OperatorRow`).
     """
     events = sorted(events, key=_start_then_longest)
     if not events:
@@ -60,17 +89,52 @@ def fold_events(events: Iterable[HostEvent]) -> list[OperatorRow]:
     starts = np.fromiter((e.start_ns for e in events), dtype=np.int64, count=len(events))
     durations = np.fromiter((e.duration_ns for e in events), dtype=np.int64, count=len(events))
     own = self_ns(threads, starts, durations).tolist()
+    working: list[bool] = []
+    if carries is not None:
+        verdicts: dict[str, bool] = {}
+        mask = np.fromiter(
+            (verdicts.setdefault(e.name, carries(e.name)) for e in events),
+            dtype=bool,
+            count=len(events),
+        )
+        top = np.zeros(len(events), dtype=bool)
+        top[mask] = outermost(threads[mask], starts[mask], durations[mask])
+        working = top.tolist()
     rows: dict[tuple[str, str], OperatorRow] = {}
-    for event, self_time in zip(events, own, strict=True):
+    for i, (event, self_time) in enumerate(zip(events, own, strict=True)):
         key = (event.name, repr(event.shapes))
         row = rows.get(key)
         if row is None:
             shapes = [list(s) if isinstance(s, (list, tuple)) else s for s in event.shapes]
             row = rows[key] = OperatorRow(event.name, shapes, list(event.dtypes))
+            if carries is not None:
+                row.work_ns = row.work_count = 0
         row.count += 1
         row.total_ns += event.duration_ns
         row.self_ns += self_time
+        if working and working[i]:
+            row.work_ns = (row.work_ns or 0) + event.duration_ns
+            row.work_count = (row.work_count or 0) + 1
     return list(rows.values())
+
+
+def outermost(
+    threads: npt.NDArray[np.int64], starts: npt.NDArray[np.int64], durations: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
+    """Whether each event is nested in no other of these events on its thread (depth 0)."""
+    n = starts.size
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    order = _thread_start_order(threads, starts, durations)
+    t = threads[order]
+    bounds = np.flatnonzero(np.concatenate(([True], t[1:] != t[:-1], [True])))
+    s, d = starts[order], durations[order]
+    top = np.empty(n, dtype=bool)
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        top[lo:hi] = _depths(s[lo:hi], d[lo:hi]) == 0
+    out: npt.NDArray[np.bool_] = np.empty(n, dtype=bool)
+    out[order] = top
+    return out
 
 
 def self_ns(

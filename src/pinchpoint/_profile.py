@@ -169,6 +169,12 @@ class Operator:
         input_dtypes: the dtype of each input, as the profiler names it.
         flops: floating-point operations of all calls, or None where they could not be counted.
         bytes: bytes read and written by all calls (from tensor sizes), or None where unknown.
+        work_s: seconds of the calls that ``flops`` and ``bytes`` count, each with everything it
+            ran below it (the kernels its dispatcher entry calls); 0 for an operator that only
+            ran inside another counted one, whose work it is. The roofline divides ``flops`` by
+            it: a convolution's FLOPs are counted on ``aten::convolution`` while its time is
+            spent in its child ``aten::mkldnn_convolution``. None where not measured (trace
+            files, profiles saved before it existed); ``self_s`` stands in then.
     """
 
     name: str
@@ -179,6 +185,7 @@ class Operator:
     input_dtypes: list[str] = field(default_factory=list)
     flops: int | None = None
     bytes: int | None = None
+    work_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -190,6 +197,7 @@ class Operator:
             "input_dtypes": list(self.input_dtypes),
             "flops": self.flops,
             "bytes": self.bytes,
+            "work_s": self.work_s,
         }
 
     @classmethod

@@ -688,6 +688,11 @@ def calibrate_command(
         table.add_row(
             "memory bandwidth", format_evidence("_bytes_per_s", peaks.bandwidth_bytes_per_s)
         )
+        for level, rate in peaks.cache_bandwidth_bytes_per_s.items():
+            held = format_evidence("_bytes", peaks.cache_bytes.get(level, 0))
+            table.add_row(
+                f"{level.upper()} bandwidth (up to {held})", format_evidence("_bytes_per_s", rate)
+            )
         table.add_row(
             "ridge point (fp32)", format_evidence("_flops_per_byte", peaks.ridge_flops_per_byte())
         )

@@ -749,10 +749,31 @@ def _roofline_section(roofline: Mapping[str, Any]) -> Section | None:
         roof = Series(
             "roof", (lo, ridge, hi), (lo * bandwidth, peak, peak), style="line", emphasis=True
         )
+        roofs = [roof]
+        # Points whose bytes fit in a cache sit under that cache's higher memory roof (the
+        # hierarchical roofline, see pinchpoint.roofline): draw the highest one they use.
+        cached = max(
+            (
+                rate
+                for p in [*roofline.get("operators", []), *roofline.get("modules", [])]
+                if (rate := _finite(p.get("bandwidth_bytes_per_s"))) is not None
+            ),
+            default=bandwidth,
+        )
+        if cached > bandwidth:
+            knee = peak / cached
+            roofs.append(
+                Series(
+                    "roof (data in cache)",
+                    (lo, knee, hi) if knee > lo else (lo, hi),
+                    (lo * cached, peak, peak) if knee > lo else (peak, peak),
+                    style="line",
+                )
+            )
         chart = Chart(
             id="roofline",
             title="Roofline: each operator and module against this machine's peaks",
-            series=(roof, *placed),
+            series=(*roofs, *placed),
             x_title="arithmetic intensity",
             y_title="achieved rate",
             x_unit="flops_per_byte",
@@ -761,7 +782,8 @@ def _roofline_section(roofline: Mapping[str, Any]) -> Section | None:
             y_log=True,
             marks=(Mark("x", ridge, "ridge point"),),
             note="Left of the ridge point memory bandwidth caps the rate; right of it the "
-            "arithmetic units do. The further a point sits below the roof, the more of the "
+            "arithmetic units do. Work whose bytes fit in a cache is capped by that cache's "
+            "higher bandwidth instead. The further a point sits below its roof, the more of the "
             "machine it leaves unused.",
         )
     facts = _facts(

@@ -6,8 +6,12 @@ its own ceilings with the framework the workload uses:
 
 - **compute**: FLOP/s of large dense matmuls, per dtype, for float32 always and for bfloat16,
   float16 and int8 only where the hardware runs them natively (an emulated path is no ceiling);
-- **memory bandwidth**: bytes read plus written per second by a copy and a triad over tensors
-  far larger than the last-level cache;
+- **memory bandwidth**: bytes read plus written per second by a copy, a triad and an in-place
+  update over tensors far larger than the last-level cache;
+- **cache bandwidth** (CPU): the same three over a working set at most half the size of the
+  L2 and of the L3 cache that the measuring threads share (sizes from Linux sysfs), for the
+  hierarchical roofline: an operator whose bytes fit in a cache moves them at its bandwidth,
+  several times main memory's, and would sit above a main-memory roof;
 - **dispatch**: the framework's cost per operator, the median time of a tiny op.
 
 Each rate is the best of many short samples: other processes only ever slow a sample down, so the
@@ -51,8 +55,9 @@ CACHE_ENV = "PINCHPOINT_CACHE_DIR"
 _SCHEMA = "pinchpoint.calibration/1"
 
 # Bumped whenever the measuring method changes, so caches written by an older method are not
-# trusted; it is part of the cache key.
-_METHOD = 1
+# trusted; it is part of the cache key. 2: cache bandwidths added (a method-1 cache lacks them and
+# is measured over; its record still loads through Peaks.from_dict).
+_METHOD = 2
 
 #: The dtypes a matmul peak can be measured for.
 DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16", "int8")
@@ -85,6 +90,10 @@ _CUDA_BUDGET_S = 8.0
 # one has a better chance to fall between two interruptions.
 _CPU_SAMPLE_S = 0.002
 _CUDA_SAMPLE_S = 0.02
+# Cache-sized bandwidth samples: a few dozen calls of a few microseconds each, eight to a round
+# (as long as one ordinary sample).
+_CACHE_SAMPLE_S = 0.00025
+_CACHE_SAMPLES = 8
 
 # Stop sampling once this many rounds in a row improved the best by less than _IMPROVEMENT,
 # after at least _MIN_ROUNDS rounds and _MIN_SHARE of the budget. The floor on time is needed:
@@ -109,9 +118,15 @@ class Peaks:
             always there; ``"bfloat16"``, ``"float16"`` and ``"int8"`` only where the hardware
             runs them natively.
         bandwidth_bytes_per_s: sustained memory bandwidth, bytes read plus written per second
-            (the best of a large copy and a triad).
+            (the best of a large copy, triad and in-place update).
         dispatch_s: the framework's overhead per operator on this device: the median seconds of
             a tiny op.
+        cache_bandwidth_bytes_per_s: cache level (``"l2"``, ``"l3"``) → bandwidth, bytes read
+            plus written per second, over a working set that fits in that level; empty where
+            not measured (GPUs, machines whose cache sizes cannot be read, older records).
+        cache_bytes: cache level → the bytes that level holds for the measuring threads
+            together (a private L2 counts once per thread); work whose bytes per call fit
+            comes under that level's bandwidth.
         threads: the torch threads the measurement used.
         key: the cache key of the machine and software this was measured on.
         measured_at: when, in ISO 8601 UTC.
@@ -126,6 +141,8 @@ class Peaks:
     key: str
     measured_at: str
     seconds: float
+    cache_bandwidth_bytes_per_s: dict[str, float] = dataclasses.field(default_factory=dict)
+    cache_bytes: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def ridge_flops_per_byte(self, dtype: str = "float32") -> float:
         """The roofline's ridge point: the arithmetic intensity where compute becomes the limit.
@@ -140,26 +157,39 @@ class Peaks:
     def as_machine_peaks(self) -> dict[str, float]:
         """The peaks as one flat dict, the form :attr:`pinchpoint._profile.Machine.peaks` holds.
 
-        Keys: ``flops_<dtype>`` for each measured dtype, ``bandwidth_bytes_per_s``, ``dispatch_s``.
+        Keys: ``flops_<dtype>`` for each measured dtype, ``bandwidth_bytes_per_s``, ``dispatch_s``,
+        and for each measured cache level ``bandwidth_<level>_bytes_per_s`` and
+        ``cache_<level>_bytes`` (see :mod:`pinchpoint.roofline`).
         """
         peaks = {f"flops_{dtype}": rate for dtype, rate in self.flops.items()}
         peaks["bandwidth_bytes_per_s"] = self.bandwidth_bytes_per_s
         peaks["dispatch_s"] = self.dispatch_s
+        for level, rate in self.cache_bandwidth_bytes_per_s.items():
+            if level in self.cache_bytes:
+                peaks[f"bandwidth_{level}_bytes_per_s"] = rate
+                peaks[f"cache_{level}_bytes"] = float(self.cache_bytes[level])
         return peaks
 
     def to_dict(self) -> dict[str, Any]:
         """The peaks as a JSON-ready dict; :meth:`from_dict` gives back an equal object."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["flops"] = dict(self.flops)
+        d["cache_bandwidth_bytes_per_s"] = dict(self.cache_bandwidth_bytes_per_s)
+        d["cache_bytes"] = dict(self.cache_bytes)
         return d
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Peaks:
-        """Peaks from :meth:`to_dict`'s output; raises ValueError when fields are missing or bad."""
+        """Peaks from :meth:`to_dict`'s output; raises ValueError when fields are missing or bad.
+
+        A record written before cache bandwidths were measured loads with none.
+        """
         try:
             flops = data["flops"]
-            if not isinstance(flops, Mapping):
-                raise TypeError("flops is not a mapping")
+            cache_rates = data.get("cache_bandwidth_bytes_per_s") or {}
+            cache_bytes = data.get("cache_bytes") or {}
+            if not all(isinstance(m, Mapping) for m in (flops, cache_rates, cache_bytes)):
+                raise TypeError("flops or a cache field is not a mapping")
             return cls(
                 device=str(data["device"]),
                 flops={str(k): float(v) for k, v in flops.items()},
@@ -169,6 +199,8 @@ class Peaks:
                 key=str(data["key"]),
                 measured_at=str(data["measured_at"]),
                 seconds=float(data["seconds"]),
+                cache_bandwidth_bytes_per_s={str(k): float(v) for k, v in cache_rates.items()},
+                cache_bytes={str(k): int(v) for k, v in cache_bytes.items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a calibration record: {exc!r}") from exc
@@ -300,12 +332,19 @@ class _CudaClock(_Clock):
 
 @dataclass
 class _Job:
-    """One op to sample: the call and the work (FLOPs or bytes) one call does."""
+    """One op to sample: the call and the work (FLOPs or bytes) one call does.
+
+    ``sample_s`` (the clock's when None) is how long one sample lasts, ``samples`` how many a
+    round takes: a cache-sized copy lasts microseconds, and several samples of a fraction of a
+    millisecond each catch more of a shared machine's quiet moments than one long one.
+    """
 
     run: Callable[[], object]
     work: float
     reps: int = 1
     best: float = 0.0  # best rate seen, work per second
+    sample_s: float | None = None
+    samples: int = 1
 
 
 def _fastest(
@@ -329,7 +368,7 @@ def _fastest(
     for job in jobs:
         once = clock.time(job.run, 1)
         job.best = job.work / max(once, 1e-9)
-        job.reps = max(1, math.ceil(clock.sample_s / max(once, 1e-9)))
+        job.reps = max(1, math.ceil((job.sample_s or clock.sample_s) / max(once, 1e-9)))
 
     def bests() -> dict[str, float]:
         return {name: max(job.best for job in group) for name, group in groups.items()}
@@ -338,8 +377,9 @@ def _fastest(
     while True:
         before = bests()
         for job in jobs:
-            rate = job.work * job.reps / max(clock.time(job.run, job.reps), 1e-9)
-            job.best = max(job.best, rate)
+            for _ in range(job.samples):
+                rate = job.work * job.reps / max(clock.time(job.run, job.reps), 1e-9)
+                job.best = max(job.best, rate)
         rounds += 1
         after = bests()
         improved = any(after[name] >= before[name] * (1 + _IMPROVEMENT) for name in groups)
@@ -378,7 +418,12 @@ def _matmul_sizes(device: str, dtype: str = "float32") -> tuple[int, ...]:
     runs within a few percent of its peak from 512 to 2048 here, but on another machine of the
     same kind a plain 512 matmul ran at 293 GFLOP/s while 1024-2048 peaked at 217 (its cache
     favours the small size), so float32 samples 512 too: sampling several sizes lets each
-    machine show its own best one. More threads need more work per call to keep every core busy.
+    machine show its own best one. And 256: its operands fit in the L2 caches, and on that
+    2-core machine while another process ran it reached 177-200 GFLOP/s (best of 80 samples of
+    2 ms, median 171) where 1024 reached 59-92 (median 39-66); a workload's small matmuls (a
+    small transformer's projections) run at that rate, so a peak measured only at the large
+    sizes put them 1.05-1.4 times above the roof. More threads need more work per call to keep
+    every core busy.
     """
     import torch
 
@@ -386,7 +431,7 @@ def _matmul_sizes(device: str, dtype: str = "float32") -> tuple[int, ...]:
         return (2048, 4096, 8192)
     sizes: tuple[int, ...] = (1024, 1536, 2048)
     if dtype == "float32":
-        sizes = (512, *sizes)
+        sizes = (256, 512, *sizes)
     if torch.get_num_threads() > 8:
         sizes += (4096,)
     return sizes
@@ -441,6 +486,46 @@ def _last_level_cache_bytes() -> int:
     return largest or 32 * 2**20
 
 
+_SYSFS_CACHE = Path("/sys/devices/system/cpu/cpu0/cache")
+
+
+def _cpu_cache_bytes(threads: int, root: Path = _SYSFS_CACHE) -> dict[str, int]:
+    """The L2 and L3 bytes that ``threads`` threads hold together (Linux sysfs), or none.
+
+    A cache shared by ``k`` CPUs counts once per ``k`` of the threads (at least once): two
+    threads on two cores with private 1 MiB L2s hold 2 MiB in L2, and share one L3.
+    """
+    found: dict[str, int] = {}
+    for index in sorted(root.glob("index*")):
+        try:
+            level = (index / "level").read_text().strip()
+            kind = (index / "type").read_text().strip()
+            text = (index / "size").read_text().strip().upper()
+            shared = (index / "shared_cpu_list").read_text().strip()
+        except OSError:
+            continue
+        if level not in ("2", "3") or kind not in ("Unified", "Data"):
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if not digits.isdigit() or int(digits) <= 0:
+            continue
+        sharing = _cpu_count(shared)
+        copies = max(1, threads // max(sharing, 1))
+        found[f"l{level}"] = int(digits) * scale * copies
+    return found
+
+
+def _cpu_count(cpu_list: str) -> int:
+    """How many CPUs a sysfs CPU list (``"0-3,8"``) names."""
+    count = 0
+    for part in cpu_list.split(","):
+        lo, _, hi = part.partition("-")
+        if lo.strip().isdigit():
+            count += int(hi) - int(lo) + 1 if hi.strip().isdigit() else 1
+    return count
+
+
 def _bandwidth_bytes(device: str) -> int:
     """Bytes per tensor for the bandwidth test: large enough that no cache can hold the traffic.
 
@@ -461,11 +546,22 @@ def _bandwidth_bytes(device: str) -> int:
     return max(min(size, free // 8), 16 * 2**20)
 
 
-def _bandwidth_jobs(device: str) -> list[_Job]:
-    """A large copy and a triad; their rates count bytes read plus bytes written."""
+def _bandwidth_jobs(device: str, nbytes: int | None = None) -> list[_Job]:
+    """A copy, a triad and an in-place update over tensors of ``nbytes`` bytes (default: far
+    larger than any cache); their rates count bytes read plus bytes written, as the FLOP counter
+    counts an operator's bytes. Cache-sized ones take ``_CACHE_SAMPLES`` samples of
+    ``_CACHE_SAMPLE_S`` a round (see :class:`_Job`).
+
+    The in-place update is there because a CPU fetches a cache line before writing into it
+    unless it already holds it: an out-of-place write costs a read the byte count does not
+    show, an in-place one does not. So in-place operators (an optimizer's ``lerp_``,
+    ``addcmul_``, ``mul_``) move their counted bytes up to a third faster than a copy does
+    (measured on a 2-core Xeon: ``addcmul_`` 180-217 GB/s from L2 and L3 where copy and triad
+    reached 140-185), and the roof must cover them.
+    """
     import torch
 
-    n = _bandwidth_bytes(device) // 4
+    n = (nbytes or _bandwidth_bytes(device)) // 4
     a = torch.zeros(n, device=device)  # zeros, not empty: the first touch happens here
     b = torch.full((n,), 1.0, device=device)
     c = torch.full((n,), 2.0, device=device)
@@ -474,7 +570,12 @@ def _bandwidth_jobs(device: str) -> list[_Job]:
         _Job(lambda: a.copy_(b), 2.0 * 4 * n),
         # triad (STREAM's a = b + s·c): reads b and c, writes a.
         _Job(lambda: torch.add(b, c, alpha=0.5, out=a), 3.0 * 4 * n),
+        # in place: reads a, b and c, writes a (the copy resets a each round; b·c only grows it).
+        _Job(lambda: a.addcmul_(b, c), 4.0 * 4 * n),
     ]
+    if nbytes is not None:
+        for job in jobs:
+            job.sample_s, job.samples = _CACHE_SAMPLE_S, _CACHE_SAMPLES
     for job in jobs:
         job.run()
     return jobs
@@ -549,9 +650,15 @@ def calibrate(device: str = "cpu") -> Peaks:
                 if dtype == "float32":
                     raise
         groups["bandwidth"] = _bandwidth_jobs(dev)
+        cache_bytes = {} if cuda else _cpu_cache_bytes(torch.get_num_threads())
+        for level, size in cache_bytes.items():
+            # The triad's three tensors fill half the level: what other data (the interpreter,
+            # torch's own) leaves room for, so the samples run from that level.
+            groups[f"cache_{level}"] = _bandwidth_jobs(dev, max(size // 6, 4096))
         rates = _fastest(groups, clock, _CUDA_BUDGET_S if cuda else _CPU_BUDGET_S)
         del groups  # free the tensors before the next measurement
         bandwidth = rates.pop("bandwidth")
+        cache_rates = {level: rates.pop(f"cache_{level}") for level in cache_bytes}
         dispatch = _dispatch_seconds(dev)
     if cuda:
         torch.cuda.empty_cache()
@@ -564,6 +671,8 @@ def calibrate(device: str = "cpu") -> Peaks:
         key=key,
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         seconds=time.perf_counter() - started,
+        cache_bandwidth_bytes_per_s=cache_rates,
+        cache_bytes=cache_bytes,
     )
 
 
@@ -580,7 +689,12 @@ def _read_cache(path: Path, key: str, device: str) -> Peaks | None:
         peaks = Peaks.from_dict(data)
     except (OSError, ValueError):  # orjson.JSONDecodeError is a ValueError
         return None
-    rates = [*peaks.flops.values(), peaks.bandwidth_bytes_per_s, peaks.dispatch_s]
+    rates = [
+        *peaks.flops.values(),
+        *peaks.cache_bandwidth_bytes_per_s.values(),
+        peaks.bandwidth_bytes_per_s,
+        peaks.dispatch_s,
+    ]
     if (
         peaks.key != key
         or peaks.device != device

@@ -668,10 +668,15 @@ class Recorder:
                 )
         counted_names = {tally.name for tally in self._op_tallies.values()}
         operators = []
-        for row in fold_events(host):
-            flops, nbytes = self._join_tally(
-                row.name, row.shapes, row.dtypes, row.count, counted_names
-            )
+        # The counter's operators own their children's time (see pinchpoint._events): the
+        # roofline needs FLOPs and the time they took on the same operator. A call nested in
+        # another counted call (an aten::copy_ inside aten::_to_copy) ran inside a kernel the
+        # counter saw whole: its FLOPs and bytes are that call's, so only the outermost calls
+        # are scaled from the tally (counting the nested ones too counted them twice).
+        carries = counted_names.__contains__ if self._op_tallies else None
+        for row in fold_events(host, carries):
+            calls = row.count if row.work_count is None else row.work_count
+            flops, nbytes = self._join_tally(row.name, row.shapes, row.dtypes, calls, counted_names)
             operators.append(
                 Operator(
                     name=row.name,
@@ -682,6 +687,7 @@ class Recorder:
                     input_dtypes=row.dtypes,
                     flops=flops,
                     bytes=nbytes,
+                    work_s=None if row.work_ns is None else row.work_ns / 1e9,
                 )
             )
         operators.sort(key=lambda o: o.self_s, reverse=True)

@@ -493,6 +493,7 @@ RANK_KEYS |= {"launches", "sync", "operators", "issues", "phases", "step_time_s"
 GPU_KEYS = {"window", "span_s", "idle_share", "compute_share", "non_compute_share"}
 GPU_KEYS |= {"comm_comp_overlap", "idle_breakdown", "idle_causes", "kernels", "streams"}
 FINDING_KEYS = {"kind", "severity", "share", "saving_share", "summary", "evidence", "remedies"}
+FINDING_KEYS |= {"rank_reason"}
 
 
 def test_to_dict_follows_the_contract_and_save_round_trips(

@@ -33,5 +33,6 @@ def test_every_zoo_workload_profiles(name: str) -> None:
     assert profile.memory.parameters_bytes == sum(
         p.numel() * p.element_size() for p in workload.model.parameters()
     )
+    # Compared as JSON: a workload planted to diverge (hot-init) holds NaN, never equal to itself.
     again = pinchpoint.Profile.from_json(profile.to_json())
-    assert again == profile
+    assert again.to_json() == profile.to_json()

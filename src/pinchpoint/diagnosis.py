@@ -2,14 +2,20 @@
 
 :func:`diagnose` records a Workload (or takes a Profile), puts the machine's calibrated peaks into
 the Profile (calibrating on first use; the result is cached per machine), runs the analyzers and
-ranks their findings by expected saving: ``findings[0]`` is the principal bottleneck. A workload
-with no high-severity finding is called healthy, plainly, rather than given an invented one.
+ranks their findings (:func:`pinchpoint.finding.rank`: a run that diverges or does not learn
+first, root cause before symptom, then large time savings, slowed learning, small savings):
+``findings[0]`` is the principal bottleneck, and each finding's ``rank_reason`` says why. A
+workload with no high-severity finding is called healthy, plainly, rather than given an invented
+one.
 
 The JSON form (``schema: pinchpoint.diagnosis/1``) is a public contract::
 
     {"schema": "pinchpoint.diagnosis/1", "target": ..., "machine": {...}, "profile": {...},
      "roofline": {...}, "findings": [{"kind": ..., "severity": ..., "share": ...,
-     "saving_share": ..., "summary": ..., "evidence": {...}, "remedies": [...]}, ...]}
+     "saving_share": ..., "summary": ..., "evidence": {...}, "remedies": [...],
+     "rank_reason": ...}, ...]}
+
+``rank_reason`` was added within schema 1: a diagnosis saved before it loads with it empty.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ class Diagnosis:
 
     @property
     def principal(self) -> Finding | None:
-        """The principal bottleneck: the finding with the largest expected saving."""
+        """The principal finding: the first by :func:`pinchpoint.finding.rank`."""
         return self.findings[0] if self.findings else None
 
     @property

@@ -3,14 +3,19 @@
 A :class:`Finding` names one ``kind`` from the public taxonomy (``KINDS``), how much of the step
 it accounts for (``share``), how much removing it would save (``saving_share``), a severity
 derived from that saving, the evidence as raw numbers with the unit in each field's name, and the
-remedies that apply, most promising first. Findings carry no display text beyond one plain
-sentence (``summary``); renderers format the rest.
+remedies that apply, most promising first. Findings carry no display text beyond two plain
+sentences, what was found (``summary``) and why it ranks where it does (``rank_reason``, set by
+:func:`rank`); renderers format the rest.
+
+:func:`rank` orders findings by a stated rule (docs/taxonomy.md, "Ranking"): a run that diverges
+or does not learn comes before any time saving, root cause before symptom; then large, measured
+time savings; then learning that is slowed but not stopped; then smaller savings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 __all__ = [
@@ -22,6 +27,7 @@ __all__ = [
     "Remedy",
     "Severity",
     "rank",
+    "rank_tier",
     "severity_for",
 ]
 
@@ -93,12 +99,15 @@ class Finding:
         severity: ``"high"``, ``"medium"`` or ``"low"``.
         share: fraction of the step's wall time the bottleneck accounts for (for
             ``memory_capacity``: the fraction of the memory budget in use).
-        saving_share: the expected fraction of step time saved by removing it; findings are
-            ranked by it, so the first finding is the principal bottleneck.
+        saving_share: the expected fraction of step time saved by removing it (for a training
+            finding: its importance, 1.0 for a root cause); within a tier of :func:`rank` findings
+            are ordered by it, so the first finding is the principal bottleneck.
         summary: one plain sentence saying what was found.
         evidence: the measured numbers and the thresholds they were held against, each field
             named with its unit (``data_share``, ``ops_per_step``, ``peak_bytes``).
         remedies: what to do, most promising first.
+        rank_reason: one plain sentence saying why the finding ranks where it does (set by
+            :func:`rank`; empty in diagnoses saved before it existed).
     """
 
     kind: str
@@ -108,6 +117,7 @@ class Finding:
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
     remedies: list[Remedy] = field(default_factory=list)
+    rank_reason: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -124,6 +134,7 @@ class Finding:
             "summary": self.summary,
             "evidence": dict(self.evidence),
             "remedies": [r.to_dict() for r in self.remedies],
+            "rank_reason": self.rank_reason,
         }
 
     @classmethod
@@ -136,12 +147,88 @@ class Finding:
             summary=str(data.get("summary", "")),
             evidence=dict(data.get("evidence", {})),
             remedies=[Remedy.from_dict(r) for r in data.get("remedies", [])],
+            rank_reason=str(data.get("rank_reason", "")),
         )
 
 
 _SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
 
+# --- ranking ------------------------------------------------------------------------------------
+#
+# Findings are compared in four tiers, then by their number within a tier (docs/taxonomy.md,
+# "Ranking"):
+#
+# 0. the run does not work: a high-severity training finding (it diverges, its gradients explode,
+#    it does not learn) or a run that does not fit in its memory budget. Its speed is moot, so
+#    these outrank any time saving. Within the tier the training analyzer's importance orders
+#    root cause before symptom (evidence ``explained_by`` names the cause of a symptom).
+# 1. a large time saving: a runtime finding whose expected saving is >= 30 % of the step (the
+#    threshold of high severity), measured.
+# 2. learning slowed, not stopped: a training finding of medium or low severity (a plateau, a
+#    minority of dead units). Its cost is a guess, a large measured saving's is not; but it comes
+#    before a small saving.
+# 3. a smaller time saving: the remaining runtime findings.
+#
+# Among runtime findings alone the order is therefore by saving, as it always was.
+
+#: The tiers, first to last, each with the sentence that opens its findings' ``rank_reason``.
+_TIER_REASONS: tuple[str, ...] = (
+    "The run diverges or does not learn, which outranks any time saving",
+    "A large, measured time saving ({saving:.0%} of the step): only a run that does not learn "
+    "outranks it",
+    "Learning is slowed, not stopped: it ranks after large time savings (theirs are measured, "
+    "its cost is not) and before small ones",
+    "A smaller time saving ({saving:.0%} of the step), ranked by saving",
+)
+
+
+def rank_tier(finding: Finding) -> int:
+    """The tier a finding ranks in: 0 the run does not work, 1 a large time saving, 2 learning
+    slowed, 3 a smaller time saving (see docs/taxonomy.md, "Ranking")."""
+    if finding.kind in TRAINING_KINDS:
+        return 0 if finding.severity == "high" else 2
+    if finding.kind == "memory_capacity" and finding.severity == "high":
+        return 0
+    # By the saving itself, not the severity: a compute_bound finding is at most medium, yet
+    # its saving, when large, still is one.
+    return 1 if finding.saving_share >= HIGH_SAVING else 3
+
+
+def _reason(finding: Finding, ordered: list[Finding]) -> str:
+    """Why ``finding`` ranks where it does in ``ordered``: its tier, then cause and symptom."""
+    tier = rank_tier(finding)
+    if finding.kind == "memory_capacity" and tier == 0:
+        reason = "The run does not fit in its memory budget, which outranks any time saving"
+    else:
+        reason = _TIER_REASONS[tier].format(saving=finding.saving_share)
+    cause = finding.evidence.get("explained_by")
+    symptoms = [
+        f.kind
+        for f in ordered
+        if f is not finding and f.evidence.get("explained_by") == finding.kind
+    ]
+    if isinstance(cause, str) and cause != finding.kind:
+        reason += f"; a symptom of {cause}, it ranks after it"
+    elif symptoms:
+        reason += f"; the root cause of {', '.join(symptoms)}, it ranks before"
+        reason += " it" if len(symptoms) == 1 else " them"
+    if finding.kind == "exploding_gradients" and finding.evidence.get("cause") == "initialization":
+        reason += (
+            "; the gradients explode from the first step, before any update: the cause is the "
+            "initialization, not the learning rate"
+        )
+    return reason + "."
+
 
 def rank(findings: list[Finding]) -> list[Finding]:
-    """Findings by expected saving, largest first (ties: the more severe, then by kind)."""
-    return sorted(findings, key=lambda f: (-f.saving_share, _SEVERITY_ORDER[f.severity], f.kind))
+    """Findings ranked, the principal first, each with its ``rank_reason``.
+
+    By tier (:func:`rank_tier`: a run that does not work, a large time saving, slowed learning,
+    a smaller time saving), then by expected saving or, for training findings, importance
+    (largest first), then the more severe, then by kind.
+    """
+    ordered = sorted(
+        findings,
+        key=lambda f: (rank_tier(f), -f.saving_share, _SEVERITY_ORDER[f.severity], f.kind),
+    )
+    return [replace(f, rank_reason=_reason(f, ordered)) for f in ordered]

@@ -18,14 +18,21 @@ rule is relative, so it holds for SGD, momentum and Adam-family optimizers and a
 The rules, with each finding's importance:
 
 - ``lr_too_high`` (1.0): updates ≥ 3e-2 of the weights and the loss not falling; or an unstable
-  or diverged loss (or non-finite values) with updates ≥ 1e-2. It outranks the dead units and
-  NaNs a too-large step leaves behind: root cause over symptom.
-- ``nan_inf`` (0.95, or 1.0 alone): a non-finite loss, gradient or weight appeared; it ranks
-  below ``lr_too_high`` when that explains it.
-- ``exploding_gradients`` (0.9): in most weight-matrix layers the gradient is ten times the
-  weights it updates (``‖g‖/‖w‖ ≥ 10``; healthy training sits near 1e-2), or the gradient norm is
-  ≥ 10 and
-  either 10× larger at the first layer than at the last or grown 10× over the run.
+  or diverged loss (or non-finite values) with updates ≥ 1e-2. It outranks the dead units, the
+  exploding gradients and the NaNs a too-large step leaves behind: root cause over symptom. It is
+  not raised when the gradients already explode at the first step (below): then the large
+  updates are the gradient's doing, not the rate's.
+- ``nan_inf`` (1.0 alone): a non-finite loss, gradient or weight appeared. Following a cause
+  found here it is that cause's symptom (evidence ``explained_by``) and ranks just below it:
+  0.95 under ``lr_too_high`` or initialization-caused exploding gradients, 0.88 under exploding
+  gradients that grew over the run.
+- ``exploding_gradients`` (0.9; 1.0 when caused by the initialization): in most weight-matrix
+  layers the gradient is ten times the weights it updates (``‖g‖/‖w‖ ≥ 10``; healthy training
+  sits near 1e-2), or the gradient norm is ≥ 10 and either 10× larger at the first layer than
+  at the last or grown 10× over the run. When the global gradient norm is already ≥ 10 at the
+  first recorded step, before any update, no learning rate can have caused it: evidence
+  ``cause`` is ``initialization``, ``better_init`` is the first remedy and ``lr_too_high`` is
+  dropped. Otherwise, beside ``lr_too_high``, it is that finding's symptom.
 - ``dead_units`` (0.85): a ReLU layer with ≥ 50 % of its units outputting zero for the whole
   batch (median over the sampled steps). High severity from 75 %, or when the loss is not
   falling over a run long enough to tell (20 steps); below that a network that still learns only
@@ -45,13 +52,17 @@ plateau from noise. ``lr_too_low``, ``loss_plateau``, the large-update branch of
 and the high severity of dead or saturated units need that many; a loss that diverges or spikes
 is plain at any length.
 
-Importance takes the place of the runtime findings' saving share when ranking: a run that does
-not learn makes its speed moot, so these come before any runtime finding (but an over-budget
-memory finding, which stops the run, ties with the first).
+Importance takes the place of the runtime findings' saving share when ranking, within the tiers
+of :func:`pinchpoint.finding.rank` (docs/taxonomy.md, "Ranking"): a high-severity finding here
+means the run diverges or does not learn, which makes its speed moot, so it comes before any
+runtime finding (an over-budget memory finding, which stops the run, ties with the first); a
+medium one (a plateau, a minority of dead units) slows learning without stopping it and comes
+after the large time savings, before the small ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import statistics
@@ -169,6 +180,87 @@ def _finding(
     )
 
 
+def _exploding_remedies(at_init: bool) -> list[tuple[str, str]]:
+    """The remedies for exploding gradients; the initialization first when it is the cause."""
+    clip = ("grad_clipping", "clip the global gradient norm (e.g. to 1.0)")
+    init = (
+        "better_init",
+        "Kaiming/Xavier initialisation keeps activations and gradients at unit scale through depth",
+    )
+    if at_init:
+        init = (
+            "better_init",
+            "the gradients are already exploding at the first step, before any update: draw "
+            "the weights at the Kaiming/Xavier scale (torch's default) instead",
+        )
+    rest = [
+        ("normalization", "normalization layers rescale each layer's activations"),
+        ("lower_lr", "a smaller step keeps a large gradient from diverging"),
+    ]
+    return [init, clip, *rest] if at_init else [clip, init, *rest]
+
+
+def _exploding_summary(
+    median_norm: float,
+    to_weight: float | None,
+    depth_ratio: float,
+    first_norm: float | None,
+    at_init: bool,
+) -> str:
+    """The one sentence of an exploding-gradients finding."""
+    if at_init and first_norm is not None:
+        head = (
+            f"Gradients explode from the first step: their norm is {first_norm:.3g} before any "
+            f"update (median {median_norm:.3g}), so the initialization, not the learning rate, "
+            "made them large"
+        )
+    else:
+        head = f"Gradients explode: their norm ({median_norm:.3g}) is "
+        head += f"{to_weight:.3g}x that of the weights they update" if to_weight else "large"
+    return f"{head}, and the first layer's is {depth_ratio:.3g}x the last's."
+
+
+def _explained(findings: list[Finding], at_init: bool) -> list[Finding]:
+    """The findings once exploding gradients are found: root cause before symptom.
+
+    Gradients that explode from the first step point to the initialization: the large updates
+    that made ``lr_too_high`` fire follow from them (the rate multiplies a gradient that is
+    already wrong), so that finding is dropped and the non-finite values are marked as their
+    symptom. Gradients that grew under a too-large rate are its symptom instead.
+    """
+    lr_high = any(f.kind == "lr_too_high" for f in findings) and not at_init
+    cause = "lr_too_high" if lr_high else "exploding_gradients"
+    out: list[Finding] = []
+    for f in findings:
+        if f.kind == "lr_too_high" and at_init:
+            continue
+        if f.kind == "nan_inf" or (f.kind == "exploding_gradients" and lr_high):
+            # Just below its cause: lr_too_high is 1.0, exploding_gradients 0.9 (1.0 from init).
+            importance = 0.95 if cause == "lr_too_high" or at_init else 0.88
+            if f.kind == "exploding_gradients":
+                importance = 0.9
+            remedies = f.remedies
+            if f.kind == "nan_inf" and at_init:
+                # A lower rate only delays the overflow of a gradient that starts out huge.
+                remedies = [
+                    Remedy(
+                        "better_init",
+                        "the overflow follows gradients that explode from the "
+                        "first step: draw the weights at the Kaiming/Xavier scale",
+                    ),
+                    *(r for r in f.remedies if r.name != "lower_lr"),
+                ]
+            f = dataclasses.replace(
+                f,
+                share=importance,
+                saving_share=importance,
+                evidence={**f.evidence, "explained_by": cause},
+                remedies=remedies,
+            )
+        out.append(f)
+    return out
+
+
 def analyze(profile: Profile) -> list[Finding]:
     """Training-method findings for a training run (none for inference)."""
     health = profile.health
@@ -234,7 +326,11 @@ def analyze(profile: Profile) -> list[Finding]:
                 0.95 if findings else 1.0,
                 f"Non-finite values appeared at step {nonfinite['step']} in the "
                 f"{nonfinite['in']} ({where}).",
-                {**base, **{f"nonfinite_{k}": v for k, v in nonfinite.items()}},
+                {
+                    **base,
+                    **{f"nonfinite_{k}": v for k, v in nonfinite.items()},
+                    "explained_by": "lr_too_high" if findings else None,
+                },
                 [
                     ("lower_lr", "an overflow after a too-large update is the common cause"),
                     ("grad_clipping", "bounds the update that overflows"),
@@ -255,6 +351,9 @@ def analyze(profile: Profile) -> list[Finding]:
         math.sqrt(sum(w * w for w in row if w is not None and math.isfinite(w)))
         for row in health.weight_norm
     ]
+    first_norm = next((s.grad_norm for s in profile.steps if s.grad_norm is not None), None)
+    if first_norm is not None and not math.isfinite(first_norm):
+        first_norm = None
     if len(present) >= 2 and norms:
         first, last = present[0][1], present[-1][1]
         depth_ratio = first / last if last > 0 else math.inf
@@ -287,13 +386,14 @@ def analyze(profile: Profile) -> list[Finding]:
             and median_norm >= EXPLODING_NORM
             and (depth_ratio >= EXPLODING_RATIO or growth >= EXPLODING_RATIO)
         ):
+            # The first step's gradient comes before any update: the learning rate cannot have
+            # made it large, the initialization (with the data) did.
+            at_init = first_norm is not None and first_norm >= EXPLODING_NORM
             findings.append(
                 _finding(
                     "exploding_gradients",
-                    0.9,
-                    f"Gradients explode: their norm ({median_norm:.3g}) is "
-                    f"{to_weight or 0:.3g}x that of the weights they update, and the first "
-                    f"layer's is {depth_ratio:.3g}x the last's.",
+                    1.0 if at_init else 0.9,
+                    _exploding_summary(median_norm, to_weight, depth_ratio, first_norm, at_init),
                     {
                         **base,
                         "grad_norm_median": median_norm,
@@ -304,19 +404,13 @@ def analyze(profile: Profile) -> list[Finding]:
                         "last_layer": present[-1][0],
                         "threshold_grad_to_weight": GRADIENT_TO_WEIGHT,
                         "threshold_norm": EXPLODING_NORM,
+                        "first_step_grad_norm": first_norm,
+                        "cause": "initialization" if at_init else None,
                     },
-                    [
-                        ("grad_clipping", "clip the global gradient norm (e.g. to 1.0)"),
-                        (
-                            "better_init",
-                            "Kaiming/Xavier initialisation keeps activations and "
-                            "gradients at unit scale through depth",
-                        ),
-                        ("normalization", "normalization layers rescale each layer's activations"),
-                        ("lower_lr", "a smaller step keeps a large gradient from diverging"),
-                    ],
+                    _exploding_remedies(at_init),
                 )
             )
+            findings = _explained(findings, at_init)
 
         if dead is not None and dead[1] >= DEAD_SHARE:
             severe = dead[1] >= SEVERE_SHARE or (long_enough and not learning)

@@ -268,9 +268,11 @@ def _finding(view: VerdictFinding, principal: bool, bottleneck: bool) -> str:
         f'<span class="dim">{_e(_share_line(f))}</span></summary>'
     )
     meaning = f'<p class="meaning">{_e(view.meaning)}</p>' if view.meaning else ""
+    # Why it ranks here; a diagnosis saved before rank reasons existed has none.
+    why = f'<p class="dim rank-reason">{_e(f.rank_reason)}</p>' if f.rank_reason else ""
     return (
         f'<details class="finding" data-kind="{_e(f.kind)}"{" open" if principal else ""}>'
-        f"{head}{meaning}<p>{_e(f.summary)}</p>{evidence}{remedy_list}</details>"
+        f"{head}{meaning}<p>{_e(f.summary)}</p>{why}{evidence}{remedy_list}</details>"
     )
 
 

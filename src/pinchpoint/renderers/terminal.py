@@ -360,6 +360,9 @@ def _finding_block(index: int, finding: Finding, *, full: bool = True) -> Render
         )
     body: list[RenderableType] = [Text(finding.summary)]
     if full:
+        if finding.rank_reason:
+            # Why it comes first: a diagnosis saved before rank reasons existed has none.
+            body.append(Text(finding.rank_reason, style="dim italic"))
         if finding.evidence:
             body.append(_evidence_line(finding))
         remedies = Table(box=None, pad_edge=False, show_header=False)

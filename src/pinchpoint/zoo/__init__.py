@@ -285,3 +285,29 @@ register(
     "train",
     "pinchpoint.zoo.ddp:comm_heavy",
 )
+register(
+    "hot-init",
+    "deep digits MLP initialized at 4x the Kaiming scale under SGD at a sensible lr 0.05: "
+    "gradients explode from the first step, NaNs follow (planted: exploding_gradients)",
+    "train",
+    "pinchpoint.zoo.root_cause:hot_init",
+)
+register(
+    "hot-init-control",
+    "hot-init drawn at the Kaiming scale (healthy control)",
+    "train",
+    "pinchpoint.zoo.root_cause:hot_init_control",
+)
+register(
+    "looped-adam",
+    "2048 one-element Parameters under Adam(foreach=False) on noisy labels: a large optimizer "
+    "saving beside a mild plateau (planted: optimizer_bound)",
+    "train",
+    "pinchpoint.zoo.root_cause:looped_adam",
+)
+register(
+    "looped-adam-control",
+    "looped-adam with one vector Parameter per role and a foreach Adam (healthy control)",
+    "train",
+    "pinchpoint.zoo.root_cause:looped_adam_control",
+)

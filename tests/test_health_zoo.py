@@ -23,17 +23,7 @@ from pinchpoint.zoo import health
 SEEDS = (0, 1, 2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread during each test, then restore the count."""
-    # These models are tiny: on a small machine whose other cores are busy, a second OpenMP
-    # thread only makes each operator wait for it, turning 1 ms steps into tens of ms.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _build(name: str, seed: int) -> Workload:

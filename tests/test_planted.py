@@ -17,7 +17,6 @@ from __future__ import annotations
 import gc
 import math
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -40,17 +39,6 @@ KINDS = {
     "activation-hog": "memory_capacity",
 }
 MATMULS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Run the test with one intra-op thread, then give back the previous setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _get(name: str, **options: Any) -> Workload:

@@ -8,10 +8,7 @@ high-severity finding of the planted family.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
 
 import pinchpoint
 from pinchpoint import zoo
@@ -21,15 +18,7 @@ from pinchpoint.zoo.root_cause import ROOT_CAUSE_CONTROLS, ROOT_CAUSE_PLANTED
 SEEDS = (0, 1, 2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread, as the other zoo tests do, then restore the count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _diagnose(name: str, seed: int) -> pinchpoint.Diagnosis:

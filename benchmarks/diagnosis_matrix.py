@@ -83,15 +83,10 @@ def _optimizer(name: str, params: Any, lr: float, **options: Any) -> Any:
 
 
 def _mlp(features: int, widths: list[int], classes: int, activation: Callable[[], Any]) -> Any:
-    from torch import nn
+    """The zoo's plain MLP: ``Linear`` then ``activation()`` per hidden width, a ``Linear`` head."""
+    from pinchpoint.zoo.health import _mlp as mlp
 
-    layers: list[Any] = []
-    width = features
-    for size in widths:
-        layers += [nn.Linear(width, size), activation()]
-        width = size
-    layers.append(nn.Linear(width, classes))
-    return nn.Sequential(*layers)
+    return mlp(features, tuple(widths), classes, activation)
 
 
 def _digits_classifier(v: Variant, model_factory: Callable[[], Any], data: Any = None) -> Any:

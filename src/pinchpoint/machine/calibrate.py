@@ -471,22 +471,27 @@ def _matmul_jobs(device: str, dtype: str, share: float) -> list[_Job]:
     return jobs
 
 
+_SYSFS_CACHE = Path("/sys/devices/system/cpu/cpu0/cache")
+
+
+def _sysfs_size(text: str) -> int | None:
+    """Bytes of a sysfs cache size (``"48K"``, ``"2048K"``, ``"32M"``), or None if unreadable."""
+    text = text.strip().upper()
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+    digits = text.rstrip("KMG")
+    return int(digits) * scale if digits.isdigit() and int(digits) > 0 else None
+
+
 def _last_level_cache_bytes() -> int:
     """The size of the largest CPU cache (Linux sysfs), or 32 MiB where it cannot be read."""
     largest = 0
-    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+    for index in _SYSFS_CACHE.glob("index*"):
         try:
-            text = (index / "size").read_text().strip().upper()
+            size = _sysfs_size((index / "size").read_text())
         except OSError:
             continue
-        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
-        digits = text.rstrip("KMG")
-        if digits.isdigit():
-            largest = max(largest, int(digits) * scale)
+        largest = max(largest, size or 0)
     return largest or 32 * 2**20
-
-
-_SYSFS_CACHE = Path("/sys/devices/system/cpu/cpu0/cache")
 
 
 def _cpu_cache_bytes(threads: int, root: Path = _SYSFS_CACHE) -> dict[str, int]:
@@ -500,19 +505,15 @@ def _cpu_cache_bytes(threads: int, root: Path = _SYSFS_CACHE) -> dict[str, int]:
         try:
             level = (index / "level").read_text().strip()
             kind = (index / "type").read_text().strip()
-            text = (index / "size").read_text().strip().upper()
+            size = _sysfs_size((index / "size").read_text())
             shared = (index / "shared_cpu_list").read_text().strip()
         except OSError:
             continue
-        if level not in ("2", "3") or kind not in ("Unified", "Data"):
-            continue
-        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
-        digits = text.rstrip("KMG")
-        if not digits.isdigit() or int(digits) <= 0:
+        if level not in ("2", "3") or kind not in ("Unified", "Data") or size is None:
             continue
         sharing = _cpu_count(shared)
         copies = max(1, threads // max(sharing, 1))
-        found[f"l{level}"] = int(digits) * scale * copies
+        found[f"l{level}"] = size * copies
     return found
 
 

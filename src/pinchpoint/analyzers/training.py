@@ -29,14 +29,20 @@ The rules, with each finding's importance:
 - ``exploding_gradients`` (0.9; 1.0 when caused by the initialization): in most weight-matrix
   layers the gradient is ten times the weights it updates (``‖g‖/‖w‖ ≥ 10``; healthy training
   sits near 1e-2), or the gradient norm is ≥ 10 and either 10× larger at the first layer than
-  at the last or grown 10× over the run. When the global gradient norm is already ≥ 10 at the
-  first recorded step, before any update, no learning rate can have caused it: evidence
+  at the last or grown 10× over the run; or, when the global gradient norm is already ≥ 10 at
+  the first recorded step, the gradient is at least the weights in most weight-matrix layers
+  (``‖g‖/‖w‖ ≥ 1``, 100× the healthy ratio: a network that trains only at a rate far below the
+  usual, whose updates therefore look normal). When the global gradient norm is already ≥ 10 at
+  the first recorded step, before any update, no learning rate can have caused it: evidence
   ``cause`` is ``initialization``, ``better_init`` is the first remedy and ``lr_too_high`` is
   dropped. Otherwise, beside ``lr_too_high``, it is that finding's symptom.
 - ``dead_units`` (0.85): a ReLU layer with ≥ 50 % of its units outputting zero for the whole
-  batch (median over the sampled steps). High severity from 75 %, or when the loss is not
-  falling over a run long enough to tell (20 steps); below that a network that still learns only
-  wastes capacity: medium, importance 0.2.
+  batch (median over the sampled steps). High severity from 75 %: too few units are left to
+  carry the gradient. Below that the network still has units to learn with: medium, importance
+  0.2; it only wastes capacity while the loss falls, and when the loss is flat something else
+  stalls it, so the units are that plateau's symptom (evidence ``explained_by:
+  loss_plateau``; a network given nothing it can learn turns its last hidden units off as it
+  settles on the label prior) and the plateau is reported before them.
 - ``saturated_activations`` (0.85): a sigmoid/tanh layer with ≥ 50 % of its outputs within 0.01
   of its limits; graded like ``dead_units``.
 - ``vanishing_gradients`` (0.8): the first layer's gradient ≤ 1e-2 of the last's over ≥ 3
@@ -45,12 +51,11 @@ The rules, with each finding's importance:
 - ``lr_too_low`` (0.8): even the layer that moves most moves ≤ 3e-5 of its weights per step, and
   the loss is not falling (vanishing gradients leave only the early layers still).
 - ``loss_plateau`` (0.5): the loss flat although updates are of healthy size (3e-5 to 3e-2)
-  and nothing above explains it.
+  and nothing above explains it (dead or saturated units below 75 % are then its symptom).
 
 "Not learning" is only judged over at least 20 recorded steps: a shorter run cannot tell a
-plateau from noise. ``lr_too_low``, ``loss_plateau``, the large-update branch of ``lr_too_high``
-and the high severity of dead or saturated units need that many; a loss that diverges or spikes
-is plain at any length.
+plateau from noise. ``lr_too_low``, ``loss_plateau`` and the large-update branch of ``lr_too_high``
+need that many; a loss that diverges or spikes is plain at any length.
 
 Importance takes the place of the runtime findings' saving share when ranking, within the tiers
 of :func:`pinchpoint.finding.rank` (docs/taxonomy.md, "Ranking"): a high-severity finding here
@@ -76,6 +81,9 @@ __all__ = ["LossTrend", "analyze", "loss_trend"]
 TREND_T = 3.0
 UNSTABLE_PEAK = 3.0
 GRADIENT_TO_WEIGHT = 10.0
+#: With a first-step gradient norm of EXPLODING_NORM or more, the gradient-to-weight ratio that
+#: marks exploding gradients from the initialization: 100x the healthy 1e-2.
+INIT_GRADIENT_TO_WEIGHT = 1.0
 HIGH_UPDATE = 3e-2
 LOW_UPDATE = 3e-5
 EXPLODING_NORM = 10.0
@@ -159,6 +167,13 @@ def _worst(health: Health, matrix: list[list[float | None]], kind: str) -> tuple
         if m is not None and family in kind
     ]
     return max(candidates, key=lambda c: c[1]) if candidates else None
+
+
+def _first_value(health: Health, matrix: list[list[float | None]], layer: str) -> float | None:
+    """``layer``'s first recorded value in an activation series (its share at the first step
+    sampled, before or soon after the first update)."""
+    j = health.activation_layers.index(layer)
+    return next((row[j] for row in matrix if j < len(row) and row[j] is not None), None)
 
 
 def _finding(
@@ -381,14 +396,26 @@ def analyze(profile: Profile) -> list[Finding]:
         units_explain = (dead is not None and dead[1] >= DEAD_SHARE) or (
             saturated is not None and saturated[1] >= SATURATED_SHARE
         )
-        if large or (
-            not units_explain
-            and median_norm >= EXPLODING_NORM
-            and (depth_ratio >= EXPLODING_RATIO or growth >= EXPLODING_RATIO)
+        # The first step's gradient comes before any update: the learning rate cannot have made
+        # it large, the initialization (with the data) did.
+        at_init = first_norm is not None and first_norm >= EXPLODING_NORM
+        # From the first step, gradients 100x the healthy ratio in most layers: the network
+        # only trains at a rate far below the usual, which hides them from the update size.
+        large_from_init = (
+            at_init
+            and not units_explain
+            and bool(layer_ratios)
+            and sum(r >= INIT_GRADIENT_TO_WEIGHT for r in layer_ratios) > len(layer_ratios) / 2
+        )
+        if (
+            large
+            or large_from_init
+            or (
+                not units_explain
+                and median_norm >= EXPLODING_NORM
+                and (depth_ratio >= EXPLODING_RATIO or growth >= EXPLODING_RATIO)
+            )
         ):
-            # The first step's gradient comes before any update: the learning rate cannot have
-            # made it large, the initialization (with the data) did.
-            at_init = first_norm is not None and first_norm >= EXPLODING_NORM
             findings.append(
                 _finding(
                     "exploding_gradients",
@@ -413,7 +440,8 @@ def analyze(profile: Profile) -> list[Finding]:
             findings = _explained(findings, at_init)
 
         if dead is not None and dead[1] >= DEAD_SHARE:
-            severe = dead[1] >= SEVERE_SHARE or (long_enough and not learning)
+            severe = dead[1] >= SEVERE_SHARE
+            symptom = not severe and trend is not None and trend.kind == "flat"
             findings.append(
                 _finding(
                     "dead_units",
@@ -424,7 +452,9 @@ def analyze(profile: Profile) -> list[Finding]:
                         **base,
                         "layer": dead[0],
                         "dead_share": dead[1],
+                        "first_dead_share": _first_value(health, health.dead_share, dead[0]),
                         "threshold_share": DEAD_SHARE,
+                        "explained_by": "loss_plateau" if symptom else None,
                     },
                     [
                         (
@@ -442,7 +472,8 @@ def analyze(profile: Profile) -> list[Finding]:
                 )
             )
         if saturated is not None and saturated[1] >= SATURATED_SHARE:
-            severe = saturated[1] >= SEVERE_SHARE or (long_enough and not learning)
+            severe = saturated[1] >= SEVERE_SHARE
+            symptom = not severe and trend is not None and trend.kind == "flat"
             findings.append(
                 _finding(
                     "saturated_activations",
@@ -454,7 +485,11 @@ def analyze(profile: Profile) -> list[Finding]:
                         **base,
                         "layer": saturated[0],
                         "saturated_share": saturated[1],
+                        "first_saturated_share": _first_value(
+                            health, health.saturated_share, saturated[0]
+                        ),
                         "threshold_share": SATURATED_SHARE,
+                        "explained_by": "loss_plateau" if symptom else None,
                     },
                     [
                         ("normalization", "normalize inputs and pre-activations to unit scale"),
@@ -530,8 +565,11 @@ def analyze(profile: Profile) -> list[Finding]:
                 ],
             )
         )
+    # Units that went dead or saturated on a loss that never fell are the plateau's symptom,
+    # not its cause: they do not keep it from being reported.
+    unexplained = [f for f in findings if f.evidence.get("explained_by") != "loss_plateau"]
     if (
-        not findings
+        not unexplained
         and long_enough
         and trend is not None
         and trend.kind == "flat"

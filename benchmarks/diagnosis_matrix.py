@@ -351,6 +351,65 @@ def build_loss_plateau(v: Variant) -> Any:
     return _digits_classifier(v, lambda: _mlp(64, _tapered(v), 10, nn.ReLU), data)
 
 
+def build_host_sync_bound(v: Variant) -> Any:
+    """A teacher-data MLP whose per-step ``log`` hook reads per-layer statistics, histograms
+    and the batch's accuracy back to Python and prints them (the zoo's ``chatty-logging`` log,
+    on a drawn network)."""
+    import dataclasses
+
+    from torch import nn
+
+    from pinchpoint.zoo.chatty import ChattyLog
+
+    chatty = ChattyLog(10)
+    workload = _teacher_classifier(
+        v, lambda: _mlp(64, [v.width] * v.depth, 10, nn.ReLU), 64, 10, 16 * v.batch_size
+    )
+    return dataclasses.replace(workload, loss=chatty.loss, log=chatty.log)
+
+
+def build_thread_oversubscription(v: Variant) -> Any:
+    """A residual MLP run with ``extra`` intra-op threads per usable core (the zoo's
+    ``oversubscribed`` mistake: ``torch.set_num_threads(os.cpu_count())`` in a container
+    limited to a fraction of the host's cores)."""
+    from torch import nn
+
+    from pinchpoint.recorders.scheduling import usable_cores
+    from pinchpoint.zoo.threads import ResidualReLU
+
+    workload = _teacher_classifier(
+        v,
+        lambda: nn.Sequential(
+            *(ResidualReLU(v.width) for _ in range(v.depth)), nn.Linear(v.width, 10)
+        ),
+        v.width,
+        10,
+        32 * v.batch_size,
+    )
+    workload.threads = int(v.extra) * (usable_cores() or 1)
+    return workload
+
+
+def build_recompilation(v: Variant) -> Any:
+    """The zoo's byte CNN, ``width`` channels wide, compiled with ``dynamic=False`` by its user
+    and fed batches padded to their own longest snippet: a new length nearly every step."""
+    import dataclasses
+
+    from pinchpoint.zoo import recompile
+    from pinchpoint.zoo._classify import seeded
+
+    workload = recompile.recompiling(seed=v.seed, batch_size=v.batch_size)
+    net = seeded(v.seed, lambda: recompile.ByteCNN(len(recompile.CLASSES), width=v.width))
+    model = recompile.StaticCompiled(net, "aot_eager")
+    return dataclasses.replace(
+        workload,
+        model=model,
+        optimizer=_optimizer(v.optimizer, model.parameters(), v.lr),
+        name="matrix-recompilation",
+        description=f"recompilation variant: {v.describe()}",
+    )
+
+
 # --- the families -------------------------------------------------------------------------------
 
 
@@ -416,6 +475,34 @@ FAMILIES: dict[str, Family] = {
         ("adam", "adamw"),
         {"adam": (5e-4, 2e-3), "adamw": (5e-4, 2e-3)},
         (64, 128),
+        True,
+    ),
+    "host_sync_bound": Family(
+        build_host_sync_bound,
+        (2, 4),
+        (128, 192, 256),
+        ("adam", "adamw", "sgd-momentum"),
+        {**_ADAM_GOOD, "sgd-momentum": (0.01, 0.05)},
+        (64, 128, 256),
+        True,
+    ),
+    "thread_oversubscription": Family(
+        build_thread_oversubscription,
+        (4, 10),
+        (128, 256, 384),
+        ("sgd-momentum", "adam"),
+        {"sgd-momentum": (0.002, 0.01), "adam": (3e-4, 1e-3)},
+        (32, 64, 128),
+        True,
+        (4, 16),
+    ),
+    "recompilation": Family(
+        build_recompilation,
+        (1, 1),
+        (32, 48, 64),
+        ("adam", "adamw"),
+        {"adam": (1e-3, 5e-3), "adamw": (1e-3, 5e-3)},
+        (4, 8, 16),
         True,
     ),
     "memory_capacity": Family(
@@ -509,6 +596,8 @@ def draw(kind: str, rng: random.Random, variants: int, seeds: int) -> list[Varia
         extra = rng.uniform(elow, ehigh)
         if kind == "memory_bound":
             extra = float(rng.choice((512, 768, 1024)))
+        if kind == "thread_oversubscription":
+            extra = float(rng.choice((4, 8, 16)))  # threads per usable core
         params = {
             "depth": rng.randint(*family.depth),
             "width": rng.choice(family.width),
@@ -552,6 +641,12 @@ def run_variant(v: Variant, steps: int) -> Outcome:
     """Build and diagnose one variant on the CPU."""
     import pinchpoint
 
+    if "torch._dynamo" in sys.modules:
+        # Compiled graphs are cached per code object for the whole process: a variant must
+        # not find the shapes an earlier one compiled, as no user's process would.
+        import torch._dynamo
+
+        torch._dynamo.reset()
     start = time.perf_counter()
     diagnosis = pinchpoint.diagnose(FAMILIES[v.kind].build(v), steps=steps, warmup=2, device="cpu")
     findings = diagnosis.findings

@@ -187,7 +187,7 @@ def test_severity_thresholds_and_kinds_are_the_taxonomy() -> None:
         "medium",
         "low",
     ]
-    assert len(KINDS) == 18 and "input_bound" in KINDS and "loss_plateau" in KINDS
+    assert len(KINDS) == 21 and "input_bound" in KINDS and "loss_plateau" in KINDS
     with pytest.raises(ValueError, match="unknown finding kind"):
         pinchpoint.Finding(kind="slow", severity="high", share=1, saving_share=1, summary="")
 

@@ -43,6 +43,7 @@ __all__ = [
     "PHASES",
     "SCHEMA",
     "CommunicationStats",
+    "Compilation",
     "DeviceTimeline",
     "Distributed",
     "Environment",
@@ -61,6 +62,8 @@ SCHEMA = "pinchpoint.profile/1"
 
 #: The phases a step's wall time is split into, in the order they happen. ``communication`` is
 #: the wait for gradient all-reduce after backward (data-parallel runs only; absent elsewhere).
+#: ``log`` is the user's per-step logging (a Workload's ``log``, a ``Recorder.logging()`` block;
+#: absent from runs that never log).
 PHASES: tuple[str, ...] = (
     "data",
     "transfer",
@@ -68,6 +71,7 @@ PHASES: tuple[str, ...] = (
     "backward",
     "communication",
     "optimizer",
+    "log",
     "other",
 )
 
@@ -499,6 +503,58 @@ class Distributed:
 
 
 @dataclass(frozen=True)
+class Compilation:
+    """What ``torch.compile`` did during the run, step by step, from torch._dynamo's counters.
+
+    The per-step lists run parallel to :attr:`Profile.steps` (one entry per step, warm-up and
+    sampled steps included): ``graphs`` is how many graphs dynamo compiled in the step (its
+    ``unique_graphs`` counter), ``compile_s`` the seconds it spent compiling them (its
+    ``_compile.compile_inner`` timer, backend compilation included), ``graph_breaks`` the graph
+    breaks met while tracing, and ``shapes`` the shapes of the step's batch tensors (``8x697``,
+    comma-separated; empty when unknown). ``recompile_reasons`` counts, for each reason a guard
+    failed and caused a recompile (its numbers left out: ``tensor 'x' size mismatch at index
+    1``), the steps it did so in; ``graph_break_reasons`` the graph breaks by the first line of
+    their reason, and ``limit_hits`` how often dynamo gave up on a function at its recompile
+    limit and ran it eagerly.
+    """
+
+    graphs: list[int] = field(default_factory=list)
+    compile_s: list[float] = field(default_factory=list)
+    graph_breaks: list[int] = field(default_factory=list)
+    shapes: list[str] = field(default_factory=list)
+    recompile_reasons: dict[str, int] = field(default_factory=dict)
+    graph_break_reasons: dict[str, int] = field(default_factory=dict)
+    limit_hits: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "graphs": list(self.graphs),
+            "compile_s": list(self.compile_s),
+            "graph_breaks": list(self.graph_breaks),
+            "shapes": list(self.shapes),
+            "recompile_reasons": dict(self.recompile_reasons),
+            "graph_break_reasons": dict(self.graph_break_reasons),
+            "limit_hits": self.limit_hits,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Compilation:
+        return cls(
+            graphs=[int(v) for v in data.get("graphs", [])],
+            compile_s=[float(v) for v in data.get("compile_s", [])],
+            graph_breaks=[int(v) for v in data.get("graph_breaks", [])],
+            shapes=[str(v) for v in data.get("shapes", [])],
+            recompile_reasons={
+                str(k): int(v) for k, v in data.get("recompile_reasons", {}).items()
+            },
+            graph_break_reasons={
+                str(k): int(v) for k, v in data.get("graph_break_reasons", {}).items()
+            },
+            limit_hits=int(data.get("limit_hits", 0)),
+        )
+
+
+@dataclass(frozen=True)
 class PhaseStats:
     """Median and spread of one phase over the measured steps, in seconds and as a share."""
 
@@ -625,6 +681,9 @@ class Profile:
             Python and framework machinery between operators), and how much of it, with how
             many ATen calls, was the optimizer's step (``optimizer_s``, ``optimizer_calls``).
         created: when the run was recorded, ISO 8601 in UTC.
+        compilation: what ``torch.compile`` did in each step (graphs compiled, seconds,
+            graph breaks), see :class:`Compilation`; None when nothing was compiled. Written
+            to JSON only when present.
     """
 
     name: str
@@ -645,6 +704,7 @@ class Profile:
     distributed: Distributed | None = None
     ranks: list[Profile] = field(default_factory=list)
     created: str = ""
+    compilation: Compilation | None = None
 
     @property
     def measured_steps(self) -> list[Step]:
@@ -744,6 +804,8 @@ class Profile:
             "modules": [m.to_dict() for m in self.modules],
             "operators": [o.to_dict() for o in self.operators],
             "ranks": [r.to_dict() for r in self.ranks],
+            # Only runs that compiled carry the key, so other files stay as they were.
+            **({"compilation": self.compilation.to_dict()} if self.compilation else {}),
         }
 
     @classmethod
@@ -786,6 +848,9 @@ class Profile:
                 ),
                 operators=[Operator.from_dict(o) for o in data.get("operators", [])],
                 ranks=[cls.from_dict(r) for r in data.get("ranks") or []],
+                compilation=(
+                    Compilation.from_dict(data["compilation"]) if data.get("compilation") else None
+                ),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProfileFormatError(

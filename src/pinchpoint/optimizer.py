@@ -302,6 +302,16 @@ def candidates_for(
                 wanted.append(name)
     if ranks > 1 and workload.mode == "train" and "communication_bound" in wanted:
         pool = [*_data_parallel_pool(machine), *pool]
+    # Remedies whose settings a finding measured (the thread count per usable core) lead.
+    from pinchpoint.remedies.runtime import threads_for_findings
+
+    pool = [*threads_for_findings(findings), *pool]
+    if "recompilation" in wanted:
+        # A model that recompiles for every new shape: compile it for dynamic shapes, or pad
+        # its batches to a few lengths (remedies.compile, remedies.shapes).
+        from pinchpoint.remedies.compile import recompilation_candidates
+
+        pool = [*recompilation_candidates(), *pool]
 
     def rank(item: tuple[int, RemedyConfig]) -> tuple[bool, bool, int]:
         # Gated last; then what the diagnosis asks for before the rest; within each, the
@@ -345,14 +355,23 @@ def _data_parallel_pool(machine: Machine) -> list[RemedyConfig]:
     ]
 
 
+#: The ``log_every`` tried on a training workload that logs more often than that.
+LOG_EVERY = 50
+
+
 def _objective_pool(workload: Workload, objective: str) -> list[RemedyConfig]:
-    """The remedies worth trying for ``objective``, in order of their usual pay-off on a CPU."""
+    """The remedies worth trying for ``objective``, in order of their usual pay-off on a CPU.
+
+    A training workload with a ``log`` hook that runs more often than every
+    :data:`LOG_EVERY` steps first tries logging every :data:`LOG_EVERY` steps.
+    """
     from pinchpoint.remedies import (
         ActivationCheckpointing,
         BatchSize,
         Compile,
         DataLoaderSettings,
         Distill,
+        LogEvery,
         MixedPrecision,
         OnnxRuntime,
         OptimizerSettings,
@@ -372,6 +391,9 @@ def _objective_pool(workload: Workload, objective: str) -> list[RemedyConfig]:
         ]
         if _is_dataloader(workload.data):
             pool.append(DataLoaderSettings(num_workers=2, persistent_workers=True))
+        if workload.log is not None and workload.log_every < LOG_EVERY:
+            # Logging less often changes nothing the model learns, so it leads the pool.
+            pool.insert(0, LogEvery(every=LOG_EVERY))
         if objective == "memory":
             pool = [ActivationCheckpointing(), MixedPrecision("bf16"), *pool[:2]]
         return pool
@@ -774,6 +796,7 @@ def _try(
         record.error = f"{type(exc).__name__}: {_one_line(exc)}"
         record.seconds = time.perf_counter() - started
         return record
+    _forget_compiled_graphs()
     try:
         record.trial = run_trial(
             workload,
@@ -788,6 +811,19 @@ def _try(
         record.error = f"{type(exc).__name__}: {_one_line(exc)}"
     record.seconds = time.perf_counter() - started
     return record
+
+
+def _forget_compiled_graphs() -> None:
+    """Drop the graphs torch.compile cached in this process, if it ever compiled, so that each
+    trial's arms compile as they would in a process of their own: a baseline that recompiles
+    for every new shape would otherwise find the shapes an earlier trial ran compiled already,
+    and later candidates would be judged against a baseline that no longer recompiles."""
+    import sys
+
+    if "torch._dynamo" in sys.modules:
+        import torch._dynamo
+
+        torch._dynamo.reset()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -77,6 +77,12 @@ MEANINGS: dict[str, str] = {
     "each step.",
     "sync_bound": "The host stops inside the step to wait for the device (.item(), .cpu(), "
     "synchronize).",
+    "host_sync_bound": "Per-step logging reads values back to the host (.item(), .tolist(), "
+    "print) and takes a large part of each step.",
+    "thread_oversubscription": "More threads want to run than there are cores: parallel "
+    "regions stall while their threads wait to be scheduled.",
+    "recompilation": "A torch.compile'd model compiles again or breaks its graph during the run: "
+    "compile time replaces the speed-up.",
     "overhead_bound": "Framework, Python and launch overhead dominate: many small operators, "
     "each doing little work.",
     "compute_bound": "Dense arithmetic (matmuls, convolutions) dominates and already runs near "

@@ -74,6 +74,13 @@ class Workload:
             by torch's ``fp16_compress_hook`` / ``bf16_compress_hook``),
             ``gradient_as_bucket_view`` (bool) and ``static_graph`` (bool). Empty (the
             default): DDP's defaults.
+        log: training only: the user's per-step logging, ``log(step, model, loss)``, called
+            after each recorded step's backward and optimizer step with the step's index
+            (counted from 0 in each run), the model and the step's loss tensor, where a loop
+            would ``print(loss.item())`` or record metrics. Its time is the step's ``"log"``
+            phase. None (the default): nothing is logged.
+        log_every: call ``log`` on the steps whose index is a multiple of it (1, the default:
+            every step).
         applied: the labels of the remedies applied to it, in order (set by
             :func:`pinchpoint.apply`).
     """
@@ -95,6 +102,8 @@ class Workload:
     grad_norm_type: float = 2.0
     lr_schedule: Callable[[int], float] | None = None
     ddp: dict[str, Any] = field(default_factory=dict)
+    log: Callable[[int, Any, Any], None] | None = None
+    log_every: int = 1
     applied: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -134,6 +143,18 @@ class Workload:
         if self.lr_schedule is not None and not callable(self.lr_schedule):
             raise WorkloadError(
                 f"workload {self.name!r}: lr_schedule must be a function (optimizer step)"
+            )
+        if self.log is not None and not callable(self.log):
+            raise WorkloadError(
+                f"workload {self.name!r}: log must be a function (step, model, loss)"
+            )
+        if isinstance(self.log_every, bool) or not isinstance(self.log_every, int):
+            raise WorkloadError(
+                f"workload {self.name!r}: log_every must be an integer, not {self.log_every!r}"
+            )
+        if self.log_every < 1:
+            raise WorkloadError(
+                f"workload {self.name!r}: log_every must be at least 1, not {self.log_every}"
             )
         problem = ddp_settings_problem(self.ddp)
         if problem is not None:

@@ -12,7 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from pinchpoint._profile import Profile
-from pinchpoint.analyzers import device, memory, overhead, phases, roofline, sync, training
+from pinchpoint.analyzers import (
+    compilation,
+    device,
+    host_sync,
+    memory,
+    overhead,
+    phases,
+    roofline,
+    sync,
+    training,
+)
+from pinchpoint.analyzers import threads as threads_analyzer
 from pinchpoint.finding import Finding, rank
 
 __all__ = ["DEFAULT_ANALYZERS", "Analyzer", "run_analyzers"]
@@ -25,12 +36,15 @@ DEFAULT_ANALYZERS: list[Analyzer] = [
     phases.analyze_transfer,
     phases.analyze_optimizer,
     sync.analyze,
+    host_sync.analyze,
     overhead.analyze,
     device.analyze_launch,
     device.analyze_communication,
     roofline.analyze,
     memory.analyze,
     training.analyze,
+    compilation.analyze,
+    threads_analyzer.analyze,
 ]
 
 

@@ -24,9 +24,20 @@ _CATALOG: dict[str, str] = {
     "compute",
     "device_preprocessing": "do preprocessing on the device after one compact copy",
     "remove_syncs": "drop per-step .item(), .cpu() and synchronize calls; log every N steps",
+    "log_less_often": "log every N steps (Workload.log_every) instead of every step: the "
+    "same lines, a fraction of the reads back to the host",
     "torch_compile": "torch.compile fuses small operators and removes Python and dispatch "
     "overhead between them",
     "cuda_graphs": "CUDA graphs replay the whole step with one launch",
+    "dynamic_shapes": "compile with dynamic=True: one graph with symbolic sizes serves every "
+    "length, instead of one compile per new shape",
+    "pad_to_buckets": "pad each batch's varying dimension up to a multiple (64, say), so only a "
+    "handful of shapes ever compile and each compiles once",
+    "mark_dynamic": "torch._dynamo.mark_dynamic(tensor, dim) on the dimension that varies keeps "
+    "it symbolic while every other size stays static",
+    "fix_graph_breaks": "move Python side effects out of forward (print, .item(), branches on "
+    "tensor values, attributes changed per call): each breaks the graph or fails a guard, and "
+    "so recompiles",
     "larger_batch": "a larger batch gives each operator more work for the same fixed overhead",
     "fused_modules": "fused implementations (nn.functional.scaled_dot_product_attention, fused "
     "norms) replace chains of small operators",
@@ -66,6 +77,8 @@ _CATALOG: dict[str, str] = {
     "check_slow_host": "check the slow rank's host: other jobs, thermal throttling, a slower "
     "device or link",
     "pin_threads": "pin each rank's threads to its own cores so ranks do not compete",
+    "fewer_threads": "one intra-op thread per usable core (torch.set_num_threads): parallel "
+    "operators stop waiting at their barriers for threads the scheduler took off the cores",
 }
 
 

@@ -4,7 +4,9 @@ Host time in synchronising calls (``cudaStreamSynchronize``, ``cudaDeviceSynchro
 ``cudaEventSynchronize``, and ``aten::_local_scalar_dense``, which ``.item()`` and ``.cpu()`` of a
 scalar go through) over all operator time in the profiled step, scaled to its busy part. From 10 %
 a finding is reported; the saving assumed is 80 % of it (the device keeps working while the host
-queues the next step, once the syncs are gone or rarer).
+queues the next step, once the syncs are gone or rarer). On a CPU nothing waits for a device, and
+the same cause, per-step reads of results, is reported as ``host_sync_bound``
+(:mod:`pinchpoint.analyzers.host_sync`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,11 @@ rule is relative, so it holds for SGD, momentum and Adam-family optimizers and a
   t-statistic against the loss's own noise. ``diverged`` when it becomes non-finite; ``unstable``
   when it peaks at 3× its start or more (the overshoot of a too-large step, even if it settles
   back); ``falling`` when t ≤ -3 and it ends below its start; ``rising`` when t ≥ 3 or it ends
-  above twice its start; else ``flat``.
+  above twice its start; ``flat`` when, besides, the loss demonstrably did not fall: the upper
+  95 % bound of its decline over the run (slope plus two standard errors, times the points) is
+  under 10 % of its mean; else ``noisy``, a loss that moves too much from batch to batch to tell
+  a plateau from slow progress (a batch of 2 samples: a bound of 100 % and more, where the
+  planted plateaus sit at 0.2-1.2 %).
 - **update size**: the update-to-weight ratio ``‖Δw‖/‖w‖`` per layer and step, summarised by its
   geometric median. About 1e-3 is the healthy rule of thumb (Karpathy, "A Recipe for Training
   Neural Networks"; CS231n) whatever the optimizer, since it measures the step the optimizer
@@ -31,9 +35,11 @@ The rules, with each finding's importance:
   sits near 1e-2), or the gradient norm is ≥ 10 and either 10× larger at the first layer than
   at the last or grown 10× over the run; or, when the global gradient norm is already ≥ 10 at
   the first recorded step, the gradient is at least the weights in most weight-matrix layers
-  (``‖g‖/‖w‖ ≥ 1``, 100× the healthy ratio: a network that trains only at a rate far below the
-  usual, whose updates therefore look normal). When the global gradient norm is already ≥ 10 at
-  the first recorded step, before any update, no learning rate can have caused it: evidence
+  (``‖g‖/‖w‖ ≥ 1``, 100× the healthy ratio) under an optimizer whose step is proportional to the
+  gradient (SGD): a network that trains only at a rate far below the usual, whose updates
+  therefore look normal. Adam-family optimizers divide the gradient's scale out, so for them a
+  large but finite gradient is no finding by itself. When the global gradient norm is already
+  ≥ 10 at the first recorded step, before any update, no learning rate can have caused it: evidence
   ``cause`` is ``initialization``, ``better_init`` is the first remedy and ``lr_too_high`` is
   dropped. Otherwise, beside ``lr_too_high``, it is that finding's symptom.
 - ``dead_units`` (0.85): a ReLU layer with ≥ 50 % of its units outputting zero for the whole
@@ -79,11 +85,16 @@ from pinchpoint.finding import Finding, Remedy
 __all__ = ["LossTrend", "analyze", "loss_trend"]
 
 TREND_T = 3.0
+#: A loss is ``flat`` only when the 95 % bound of its decline over the run is below this share
+#: of its mean; a larger bound leaves it ``noisy`` (undetermined).
+FLAT_DECLINE = 0.10
 UNSTABLE_PEAK = 3.0
 GRADIENT_TO_WEIGHT = 10.0
 #: With a first-step gradient norm of EXPLODING_NORM or more, the gradient-to-weight ratio that
 #: marks exploding gradients from the initialization: 100x the healthy 1e-2.
 INIT_GRADIENT_TO_WEIGHT = 1.0
+#: Optimizers whose step is proportional to the gradient (not divided by its running scale).
+PROPORTIONAL_OPTIMIZERS = frozenset({"SGD", "ASGD"})
 HIGH_UPDATE = 3e-2
 LOW_UPDATE = 3e-5
 EXPLODING_NORM = 10.0
@@ -102,7 +113,7 @@ SATURATED_SHARE = 0.5
 class LossTrend:
     """The loss over a run, in one word and the numbers behind it."""
 
-    kind: str  # falling, rising, flat, diverged
+    kind: str  # falling, rising, flat, noisy, unstable, diverged
     t_statistic: float
     first: float
     last: float
@@ -138,6 +149,8 @@ def loss_trend(losses: list[float]) -> LossTrend | None:
         kind = "falling"
     elif t >= TREND_T or (start > 0 and end > 2 * start):
         kind = "rising"
+    elif mean_y > 0 and -(slope - 2 * resid_sd / math.sqrt(sxx)) * n >= FLAT_DECLINE * mean_y:
+        kind = "noisy"
     else:
         kind = "flat"
     return LossTrend(kind, t, finite[0], finite[-1], n)
@@ -399,10 +412,14 @@ def analyze(profile: Profile) -> list[Finding]:
         # The first step's gradient comes before any update: the learning rate cannot have made
         # it large, the initialization (with the data) did.
         at_init = first_norm is not None and first_norm >= EXPLODING_NORM
-        # From the first step, gradients 100x the healthy ratio in most layers: the network
-        # only trains at a rate far below the usual, which hides them from the update size.
+        # From the first step, gradients 100x the healthy ratio in most layers under a step
+        # proportional to the gradient: the network only trains at a rate far below the usual,
+        # which hides them from the update size. Adaptive optimizers divide the gradient's
+        # scale out, so a large but finite gradient alone does not harm them.
+        proportional = (profile.optimizer or {}).get("type") in PROPORTIONAL_OPTIMIZERS
         large_from_init = (
             at_init
+            and proportional
             and not units_explain
             and bool(layer_ratios)
             and sum(r >= INIT_GRADIENT_TO_WEIGHT for r in layer_ratios) > len(layer_ratios) / 2

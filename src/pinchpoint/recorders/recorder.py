@@ -16,7 +16,9 @@ How phases are found without touching the user's code:
   completion of the last gradient bucket's all-reduce, timed by a communication hook (see
   :mod:`pinchpoint.recorders.comm`), which also gives each step's all-reduce time.
 - **optimizer**: the optimizer's step pre- and post-hooks.
-- **other**: the rest of the step (zero_grad, logging, the recorder's own bookkeeping).
+- **log**: the user's logging, inside ``with rec.logging():`` (a Workload's ``log`` runs there);
+  the phase appears in a run's steps from the first one that logs.
+- **other**: the rest of the step (zero_grad, unmarked logging, the recorder's own bookkeeping).
 
 Phases are intervals between *marks* of a :class:`~pinchpoint.recorders.clock.Clock`: host time
 on a CPU, CUDA events on a GPU, where the host synchronises once, at the end of each step. The
@@ -26,6 +28,11 @@ Heavier instruments run on a few sampled steps right after warm-up, which are th
 statistics: one step under :class:`~pinchpoint.recorders.flops.OpCounter` (FLOPs and bytes), then
 one under ``torch.profiler`` whose operators, times and memory events are kept (on a GPU after a
 profiler warm-up step; see :func:`sample_plan`).
+
+Every step also records what ``torch.compile`` did in it (graphs compiled, compile seconds,
+graph breaks; :mod:`pinchpoint.recorders.compilation`). On a compiled model the FLOP-counting
+step runs eagerly (a dispatch mode would make dynamo skip the model's code for good) and the
+profiled step goes without the per-module timer, whose global hooks would break its graphs.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -51,6 +59,7 @@ from pinchpoint.machine.facts import (
 )
 from pinchpoint.recorders.clock import Clock, CudaClock, PerfClock
 from pinchpoint.recorders.comm import describe_distributed, timer_for
+from pinchpoint.recorders.compilation import CompileMeter, batch_shapes, is_compiled
 from pinchpoint.recorders.flops import (
     OpCounter,
     bytes_from_shapes,
@@ -58,10 +67,13 @@ from pinchpoint.recorders.flops import (
     flops_from_shapes,
 )
 from pinchpoint.recorders.health import HealthMonitor
+from pinchpoint.recorders.scheduling import SchedulingMeter
 from pinchpoint.workload import first_batch_size
 
 __all__ = ["Recorder", "move_to_device", "sample_plan"]
 
+#: torch's warning when a compiled module is called with global module hooks in place.
+_GLOBAL_HOOKS_WARNING = r"Using `torch.compile\(module\)` when there are global hooks"
 #: Output tensors per forward call that get a hook to detect the start of backward.
 _MAX_OUTPUT_HOOKS = 8
 
@@ -165,6 +177,8 @@ class Recorder:
         for batch in rec.data(loader):
             with rec.step():
                 ...                       # forward, backward, optimizer.step()
+                with rec.logging():       # optional: the step's logging, its own phase
+                    print(loss.item())
         profile = rec.profile()
 
     In a data-parallel script, give it the DistributedDataParallel model before its first
@@ -230,7 +244,9 @@ class Recorder:
         self._loss: Any = None
         self._grad_norm: Any = None
         self._saw_backward = False
+        self._logs = False
         self._step_start = 0.0
+        self._scheduling = SchedulingMeter()
 
         self._counter: OpCounter | None = None
         self._flops: FlopCount | None = None
@@ -242,6 +258,12 @@ class Recorder:
         self._profiler: Any = None
         self._profiler_scheduled = False
         self._stderr = _StderrFilter()
+        # torch.compile's graphs, compile time and graph breaks per step; the counter's and the
+        # module timer's hooks are kept off a compiled model (see recorders.compilation).
+        self._compile = CompileMeter()
+        self._shapes = ""
+        self._compiled = is_compiled(model)
+        self._eager = contextlib.ExitStack()
         self._operators: list[Operator] = []
         self._coverage: dict[str, float] | None = None
         self._activation_peak: int | None = None
@@ -283,6 +305,7 @@ class Recorder:
                 return
             self._data_wait = self._clock.now() - start
             self._samples = first_batch_size(batch)
+            self._shapes = batch_shapes(batch)
             produced += 1
             yield batch
 
@@ -313,6 +336,28 @@ class Recorder:
         self._loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
         if self._health is not None and isinstance(loss, torch.Tensor) and loss.numel() == 1:
             self._health.check_loss(self._loss)
+
+    @contextlib.contextmanager
+    def logging(self) -> Iterator[None]:
+        """Time the block as the step's ``log`` phase: the loop's per-step logging.
+
+        Wrap what a step does to report on itself (``loss.item()``, metrics, ``print``) so the
+        time it holds the step shows as its own phase, which the ``host_sync_bound`` analyzer
+        reads. A forward call inside the block (an accuracy check) counts as logging too.
+        Outside a step the block runs untimed.
+        """
+        if not self._in_step:
+            yield
+            return
+        self._logs = True
+        self._mark("log")
+        # Hooks are blind while logging, so the block's own forward calls stay in the phase.
+        self._in_step = False
+        try:
+            yield
+        finally:
+            self._in_step = True
+            self._mark("other")
 
     @property
     def step_index(self) -> int:
@@ -464,11 +509,17 @@ class Recorder:
     def _begin_step(self) -> None:
         sample = self._plan.get(self.step_index)
         if sample == "flops":
+            if self._compiled:
+                # Under a dispatch mode dynamo skips a frame for good: count the eager ops. The
+                # counter's global module hooks make torch warn on each compiled call.
+                self._eager.enter_context(torch.compiler.set_stance("force_eager"))
+                self._eager.enter_context(warnings.catch_warnings())
+                warnings.filterwarnings("ignore", message=_GLOBAL_HOOKS_WARNING)
             self._counter = OpCounter(self._current_phase, self.model)
             self._counter.start()
         elif sample in ("profiler-warmup", "operators") and self._profiler is None:
             self._start_profiler(warmup=sample == "profiler-warmup")
-        if sample == "operators" and self.device.type == "cpu":
+        if sample == "operators" and self.device.type == "cpu" and not self._compiled:
             # Host time is the module's time only where work is synchronous: the CPU.
             self._module_timer = _ModuleTimer(self.model)
         if self.device.type == "cuda":
@@ -485,6 +536,8 @@ class Recorder:
         self._grad_norm = None
         if self._comm is not None:
             self._comm.begin()
+        self._scheduling.begin()
+        self._compile.begin()
         self._step_start = self._clock.now()
         self._marks.append((self._clock.mark(), "other"))
 
@@ -494,6 +547,7 @@ class Recorder:
         if self._counter is not None:
             self._counter.stop()
             self._counter = None
+        self._eager.close()
         if self._profiler is not None:
             self._profiler.stop()
             self._profiler = None
@@ -532,6 +586,9 @@ class Recorder:
             comm_s=comm_s,
         )
         self.steps.append(step)
+        self._compile.end(self._shapes)
+        self._shapes = ""
+        self._scheduling.end(body, step.measured)
         if self._health is not None:
             self._health.end_step(index, step.loss, step.grad_norm)
         self._data_wait = 0.0
@@ -556,6 +613,8 @@ class Recorder:
         named = dict.fromkeys(PHASES, 0.0)
         if self._comm is None:
             del named["communication"]
+        if not self._logs:
+            del named["log"]
         named["data"] = self._data_wait
         for (start, phase), (end, _) in zip(self._marks, self._marks[1:], strict=False):
             if phase not in ("other", "end"):
@@ -592,6 +651,7 @@ class Recorder:
             self._module_timer = None
         if sample == "flops" and self._counter is not None:
             self._counter.stop()
+            self._eager.close()
             self._collect_flops(self._counter)
             self._counter = None
         elif sample in ("profiler-warmup", "operators") and self._profiler is not None:
@@ -807,11 +867,14 @@ class Recorder:
             optimizer=_optimizer_facts(self.optimizer),
             health=self._health.result() if self._health is not None and training else None,
             operator_coverage=self._coverage,
+            compilation=self._compile.result(),
             distributed=describe_distributed(self.model, self._comm),
             settings={
                 "warmup": self.warmup,
                 "sampled_steps": {str(k): v for k, v in sorted(self._plan.items())},
                 "clock": type(self._clock).__name__,
+                # How the threads shared the cores (thread_oversubscription reads it).
+                **self._scheduling.settings(),
             },
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         )

@@ -5,7 +5,8 @@ The loop is the one a user would write (zero_grad, loss, backward, step; or a fo
 so a Workload and a hand-written loop give the same Profile. A training workload's settings
 (gradient accumulation, autocast, gradient clipping, a learning-rate schedule) are honoured the
 way a user's loop would: each recorded step is one micro-batch, clipping and the schedule run in
-optimizer step hooks.
+optimizer step hooks, and the workload's ``log`` runs at the end of the steps it is due on,
+inside the Recorder's ``logging()`` block (the step's ``log`` phase).
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ def profile(
     result.settings.update({"steps": steps, "device_requested": str(device)})
     if workload.memory_budget_bytes is not None:
         result.settings["memory_budget_bytes"] = workload.memory_budget_bytes
+    if training and workload.log is not None:
+        result.settings["log_every"] = workload.log_every
     return result
 
 
@@ -149,7 +152,9 @@ class TrainingLoop:
     under ``no_sync()``, so only the last all-reduces the accumulated gradients. Clipping and
     the learning-rate schedule are optimizer step hooks added after the Recorder's own, so the
     recorded gradient norm is the one before clipping and the clipping counts as optimizer
-    time.
+    time. The workload's ``log`` is called after the micro-batch's backward (and optimizer
+    step), on the micro-batches whose index in this loop is a multiple of ``log_every``,
+    inside ``recorder.logging()``.
     """
 
     def __init__(self, workload: Workload, model: Any, device: torch.device) -> None:
@@ -195,9 +200,16 @@ class TrainingLoop:
         # skip the all-reduce: forward and backward both run inside no_sync().
         quiet = not last and hasattr(self.model, "no_sync")
         with self.model.no_sync() if quiet else contextlib.nullcontext():
-            self._forward_backward(batch, recorder, last)
+            loss = self._forward_backward(batch, recorder, last)
+        index = self.micro - 1
+        log = self.workload.log
+        if log is not None and index % self.workload.log_every == 0:
+            with recorder.logging():
+                log(index, self.model, loss)
 
-    def _forward_backward(self, batch: Any, recorder: Recorder, last: bool) -> None:
+    def _forward_backward(self, batch: Any, recorder: Recorder, last: bool) -> Any:
+        """Run the micro-batch's forward and backward (and the optimizer step at the last one);
+        return its loss, before division for accumulation."""
         autocast = (
             torch.autocast(self.device_type, dtype=self.dtype)
             if self.dtype is not None
@@ -211,6 +223,7 @@ class TrainingLoop:
                 f"tensor, got {type(loss).__name__}"
             )
         recorder.record_loss(loss)
+        full = loss
         if self.accumulate > 1:
             # The mean over the cycle's micro-batches, so the summed gradient is the big batch's.
             loss = loss / self.accumulate
@@ -218,7 +231,7 @@ class TrainingLoop:
             loss.backward()
             if last:
                 self.optimizer.step()
-            return
+            return full
         self.scaler.scale(loss).backward()
         if last:
             if self.workload.max_grad_norm is not None:
@@ -226,6 +239,7 @@ class TrainingLoop:
                 self.scaler.unscale_(self.optimizer)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+        return full
 
     def _clip(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         max_norm = self.workload.max_grad_norm

@@ -5,11 +5,12 @@ Workload with the remedy applied; the caller's is never changed. Importing this 
 import torch: configs are plain dataclasses and the handlers load torch when they run.
 
 Inference: :class:`Quantize`, :class:`SmoothQuant`, :class:`Precision`, :class:`Compile`,
-:class:`OnnxRuntime`, :class:`Threads`, :class:`BatchSize`. Model size and compute:
+:class:`OnnxRuntime`, :class:`Threads`, :class:`BatchSize`. Recompiling models:
+:class:`DynamicShapes`, :class:`PadToBuckets`. Model size and compute:
 :class:`Prune`, :class:`Distill`.
 Training: :class:`DataLoaderSettings`, :class:`OptimizerSettings`, :class:`MixedPrecision`,
 :class:`GradClip`, :class:`LRSchedule`, :class:`GradAccumulation`,
-:class:`ActivationCheckpointing`. Data-parallel (DDP): :class:`DDPBuckets`,
+:class:`ActivationCheckpointing`, :class:`LogEvery`. Data-parallel (DDP): :class:`DDPBuckets`,
 :class:`GradCompression`, :class:`NoSyncAccumulation`, :class:`PerRankBatch`.
 """
 
@@ -24,7 +25,7 @@ from pinchpoint.remedies._base import (
     rebind_optimizer,
     registered,
 )
-from pinchpoint.remedies.compile import Compile
+from pinchpoint.remedies.compile import Compile, DynamicShapes
 from pinchpoint.remedies.distill import Distill
 from pinchpoint.remedies.distributed import (
     DDPBuckets,
@@ -32,11 +33,13 @@ from pinchpoint.remedies.distributed import (
     NoSyncAccumulation,
     PerRankBatch,
 )
+from pinchpoint.remedies.logging import LogEvery
 from pinchpoint.remedies.onnx import OnnxRuntime
 from pinchpoint.remedies.precision import Precision
 from pinchpoint.remedies.prune import Prune
 from pinchpoint.remedies.quantize import Quantize
 from pinchpoint.remedies.runtime import BatchSize, Threads
+from pinchpoint.remedies.shapes import PadToBuckets
 from pinchpoint.remedies.smoothquant import SmoothQuant
 from pinchpoint.remedies.training import (
     ActivationCheckpointing,
@@ -55,14 +58,17 @@ __all__ = [
     "DDPBuckets",
     "DataLoaderSettings",
     "Distill",
+    "DynamicShapes",
     "GradAccumulation",
     "GradClip",
     "GradCompression",
     "LRSchedule",
+    "LogEvery",
     "MixedPrecision",
     "NoSyncAccumulation",
     "OnnxRuntime",
     "OptimizerSettings",
+    "PadToBuckets",
     "PerRankBatch",
     "Precision",
     "Prune",

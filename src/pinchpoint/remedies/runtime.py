@@ -10,7 +10,7 @@ update the caller's weights.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -21,7 +21,7 @@ from pinchpoint.workload import Workload, _is_single_batch
 if TYPE_CHECKING:
     from pinchpoint._profile import Machine
 
-__all__ = ["BatchSize", "Threads", "rebatch"]
+__all__ = ["BatchSize", "Threads", "rebatch", "threads_for_findings"]
 
 
 def _positive_int(remedy: str, setting: str, value: Any) -> None:
@@ -48,7 +48,11 @@ class Threads(RemedyConfig):
     """
 
     name: ClassVar[str] = "threads"
-    addresses: ClassVar[tuple[str, ...]] = ("pin_threads",)
+    addresses: ClassVar[tuple[str, ...]] = (
+        "pin_threads",
+        "fewer_threads",
+        "thread_oversubscription",
+    )
 
     count: int
 
@@ -69,6 +73,28 @@ class Threads(RemedyConfig):
 @handler(Threads)
 def _threads(workload: Workload, config: Threads) -> Workload:
     return _own_copy(workload, threads=config.count)
+
+
+def threads_for_findings(findings: Iterable[Any]) -> list[Threads]:
+    """The thread counts the findings measured as right, for the optimizer to try first.
+
+    Each ``thread_oversubscription`` finding gives its ``suggested_threads`` (one per core that
+    other processes left free), then its ``usable_cores`` (one per core) where that differs; a
+    trial decides between them. The optimizer's pool has no ``Threads`` without them: a count
+    is only worth trying where a finding measured it.
+    """
+    out: list[Threads] = []
+    for finding in findings:
+        if getattr(finding, "kind", None) != "thread_oversubscription":
+            continue
+        evidence = getattr(finding, "evidence", {})
+        for key in ("suggested_threads", "usable_cores"):
+            count = evidence.get(key)
+            if isinstance(count, int) and not isinstance(count, bool) and count >= 1:
+                config = Threads(count)
+                if config not in out:
+                    out.append(config)
+    return out
 
 
 @dataclass(frozen=True)

@@ -377,6 +377,7 @@ _COLOURS = {
     "backward": "#2ca02c",
     "communication": "#bcbd22",
     "optimizer": "#d62728",
+    "log": "#7f7f7f",
     "other": "#9467bd",
     "compute": "#2ca02c",
     "non-compute (communication, copies, syncs)": "#ff7f0e",

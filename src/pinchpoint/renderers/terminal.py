@@ -118,7 +118,7 @@ def _phase_table(profile: Profile) -> Table | None:
     table.add_column("share", justify="right", no_wrap=True)
     table.add_column("", style="cyan", no_wrap=True)
     for name, st in stats.items():
-        if st.mean_s == 0 and name in ("transfer", "backward", "communication", "optimizer"):
+        if st.mean_s == 0 and name in ("transfer", "backward", "communication", "optimizer", "log"):
             continue
         table.add_row(
             name,

@@ -177,7 +177,8 @@ class _Arm:
             self._sync()
             begin = time.perf_counter()
             batch = move_to_device(next(self.source), self.device)
-            self.loop.step(batch, self)  # type: ignore[arg-type]  # only record_loss is used
+            # Only record_loss and logging of the Recorder are used.
+            self.loop.step(batch, self)  # type: ignore[arg-type]
             self._sync()
             self.run.times_s.append(time.perf_counter() - begin)
         self.run.batch_sizes.append(first_batch_size(batch))
@@ -185,6 +186,10 @@ class _Arm:
     def record_loss(self, loss: Any) -> None:
         """Keep a step's loss, detached; read once the run is over (no sync mid-run)."""
         self.losses.append(loss.detach())
+
+    def logging(self) -> contextlib.AbstractContextManager[None]:
+        """The Recorder's logging block: here the workload's log runs, timed with the step."""
+        return contextlib.nullcontext()
 
     def close(self) -> None:
         """Stop the batch generator (and a DataLoader's workers with it)."""

@@ -259,6 +259,26 @@ register(
     "pinchpoint.zoo.health:plateau",
 )
 register(
+    "chatty-logging",
+    "MLP training with debug logging left on: per-layer stats and histograms read with .item() "
+    "and .tolist() every step (planted: host_sync_bound)",
+    "train",
+    "pinchpoint.zoo.chatty:chatty_logging",
+)
+register(
+    "recompiling",
+    "byte CNN compiled with dynamic=False on text batches padded to their longest snippet: a "
+    "new length, and a recompile, nearly every step (planted: recompilation)",
+    "train",
+    "pinchpoint.zoo.recompile:recompiling",
+)
+register(
+    "recompiling-control",
+    "recompiling with every batch padded to 768 bytes: one graph, compiled once (healthy control)",
+    "train",
+    "pinchpoint.zoo.recompile:recompiling_control",
+)
+register(
     "healthy-mlp",
     "digits MLP with ReLU, default init and Adam at lr 3e-3 (healthy control)",
     "train",
@@ -310,4 +330,11 @@ register(
     "looped-adam with one vector Parameter per role and a foreach Adam (healthy control)",
     "train",
     "pinchpoint.zoo.root_cause:looped_adam_control",
+)
+register(
+    "oversubscribed",
+    "residual MLP of 256-wide Linear+ReLU blocks trained with 8 intra-op threads per usable "
+    "core (planted: thread_oversubscription)",
+    "train",
+    "pinchpoint.zoo.threads:oversubscribed",
 )

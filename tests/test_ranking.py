@@ -124,3 +124,20 @@ def test_docs_taxonomy_states_the_ranking_rules() -> None:
         "rank_reason",
     ):
         assert rule.lower() in text.lower(), rule
+
+
+def test_a_runtime_symptom_ranks_right_after_its_cause() -> None:
+    # Stalled threads inflate every operator's time: a compute_bound finding read off them, even
+    # with the larger estimated saving, ranks after thread_oversubscription.
+    from pinchpoint.analyzers.threads import mark_symptoms
+
+    cause = _runtime("thread_oversubscription", 0.28)
+    findings = [_runtime("compute_bound", 0.31), cause, _runtime("input_bound", 0.05)]
+    ranked = rank(mark_symptoms(findings))
+    assert [f.kind for f in ranked] == ["thread_oversubscription", "compute_bound", "input_bound"]
+    assert ranked[1].evidence["explained_by"] == "thread_oversubscription"
+    assert "symptom of thread_oversubscription" in ranked[1].rank_reason
+    # Without the cause nothing is marked and the saving decides.
+    alone = rank(mark_symptoms([_runtime("compute_bound", 0.31), _runtime("input_bound", 0.05)]))
+    assert [f.kind for f in alone] == ["compute_bound", "input_bound"]
+    assert "explained_by" not in alone[0].evidence

@@ -230,8 +230,31 @@ def rank(findings: list[Finding]) -> list[Finding]:
     a smaller time saving), then by expected saving or, for training findings, importance
     (largest first), then the more severe, then by kind.
     """
-    ordered = sorted(
-        findings,
-        key=lambda f: (rank_tier(f), -f.saving_share, _SEVERITY_ORDER[f.severity], f.kind),
+    ordered = _after_causes(
+        sorted(
+            findings,
+            key=lambda f: (rank_tier(f), -f.saving_share, _SEVERITY_ORDER[f.severity], f.kind),
+        )
     )
     return [replace(f, rank_reason=_reason(f, ordered)) for f in ordered]
+
+
+def _after_causes(ordered: list[Finding]) -> list[Finding]:
+    """``ordered`` with every symptom that sorted before its cause moved to just after it.
+
+    A symptom names its cause in evidence ``explained_by``; fixing the cause changes the
+    symptom's numbers (stalled threads inflate every operator's time), so its saving, however
+    large, is not the next step. Symptoms already after their cause keep their place.
+    """
+    out = list(ordered)
+    for symptom in ordered:
+        cause = symptom.evidence.get("explained_by")
+        host = next((f for f in out if f.kind == cause and f is not symptom), None)
+        if host is None:
+            continue
+        at = {id(f): i for i, f in enumerate(out)}
+        if at[id(symptom)] > at[id(host)]:
+            continue
+        del out[at[id(symptom)]]
+        out.insert(next(i for i, f in enumerate(out) if f is host) + 1, symptom)
+    return out

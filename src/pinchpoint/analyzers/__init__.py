@@ -61,4 +61,6 @@ def run_analyzers(profile: Profile, analyzers: Iterable[Analyzer] | None = None)
     findings: list[Finding] = []
     for analyzer in DEFAULT_ANALYZERS if analyzers is None else analyzers:
         findings.extend(analyzer(profile))
-    return rank(findings)
+    # Stalled threads inflate every operator's time: the findings read off those times are
+    # their symptoms (root cause before symptom; analyzers.threads).
+    return rank(threads_analyzer.mark_symptoms(findings))

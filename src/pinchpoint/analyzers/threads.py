@@ -19,6 +19,14 @@ per core would spend working. It is an estimate, not a bound: it misses the cost
 themselves and counts time another process took from the cores. On a shared 2-core machine it
 was 0.5 to 1.1 times the saving a trial of the suggested count then measured.
 
+Root cause before symptom: while threads stall, every operator of the step is measured slower
+than it runs with one thread per core, so the findings read off operator and phase times
+(:data:`SYMPTOMS`: the roofline's, the overhead's, the optimizer's) describe the stalls as much
+as the model. :func:`mark_symptoms` marks them ``explained_by: thread_oversubscription`` and
+:func:`pinchpoint.finding.rank` places them after it. The idle share can undercount the saving
+by far (a 7-block residual MLP at batch 128 idled 28 % of the cores' time with 16 threads, yet
+ran 3.5x faster with 2), which would otherwise let a stall-inflated ``compute_bound`` rank first.
+
 The thread count suggested is one per core that other processes left free: the usable cores less
 the cores' CPU time the other processes took during the steps (``cores_busy_s - cpu_s``, per
 second of step), rounded, at least 1. With a neighbour busy on one of 2 cores, 2 spinning threads
@@ -29,6 +37,7 @@ usable core, and a trial decides.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,7 +45,10 @@ from pinchpoint._profile import Profile
 from pinchpoint.analyzers._catalog import remedy
 from pinchpoint.finding import Finding, severity_for
 
-__all__ = ["SWITCH_RATE", "analyze", "scheduling_facts"]
+__all__ = ["SWITCH_RATE", "SYMPTOMS", "analyze", "mark_symptoms", "scheduling_facts"]
+
+#: Runtime findings read off operator and phase times, which stalled threads inflate.
+SYMPTOMS = frozenset({"compute_bound", "memory_bound", "overhead_bound", "optimizer_bound"})
 
 #: Context switches per second of step from which stalled threads are reported.
 SWITCH_RATE = 2000.0
@@ -109,4 +121,17 @@ def analyze(profile: Profile) -> list[Finding]:
             },
             remedies=[remedy("fewer_threads", why)],
         )
+    ]
+
+
+def mark_symptoms(findings: list[Finding]) -> list[Finding]:
+    """``findings`` with those in :data:`SYMPTOMS` marked ``explained_by:
+    thread_oversubscription`` when that finding is among them (see the module docstring)."""
+    if not any(f.kind == "thread_oversubscription" for f in findings):
+        return findings
+    return [
+        dataclasses.replace(f, evidence={**f.evidence, "explained_by": "thread_oversubscription"})
+        if f.kind in SYMPTOMS and not f.evidence.get("explained_by")
+        else f
+        for f in findings
     ]

@@ -6,7 +6,11 @@ rule is relative, so it holds for SGD, momentum and Adam-family optimizers and a
 - **loss trend**: a least-squares line through the loss over the run; its slope is judged by its
   t-statistic against the loss's own noise. ``diverged`` when it becomes non-finite; ``unstable``
   when it peaks at 3× its start or more (the overshoot of a too-large step, even if it settles
-  back); ``falling`` when t ≤ -3 and it ends below its start; ``rising`` when t ≥ 3 or it ends
+  back) and at 3× its median over the run: a spike above both where it started and where it
+  mostly sits (one batch's loss is noise: a first batch of 4 samples that scored 0.34 on a
+  two-class task, half of ln 2, made the ordinary 1.07 of the next look like a spike, while
+  the run's median was 0.6; a rate 100× too large leaps from 2.3 to 90-350 over a median of
+  3-4); ``falling`` when t ≤ -3 and it ends below its start; ``rising`` when t ≥ 3 or it ends
   above twice its start; ``flat`` when, besides, the loss demonstrably did not fall: the upper
   95 % bound of its decline over the run (slope plus two standard errors, times the points) is
   under 10 % of its mean; else ``noisy``, a loss that moves too much from batch to batch to tell
@@ -143,7 +147,11 @@ def loss_trend(losses: list[float]) -> LossTrend | None:
     start, end = statistics.fmean(finite[:3]), statistics.fmean(finite[-3:])
     if diverged:
         kind = "diverged"
-    elif finite[0] > 0 and max(finite) >= UNSTABLE_PEAK * finite[0]:
+    elif (
+        finite[0] > 0
+        and max(finite) >= UNSTABLE_PEAK * finite[0]
+        and max(finite) >= UNSTABLE_PEAK * statistics.median(finite)
+    ):
         kind = "unstable"
     elif t <= -TREND_T and end < start:
         kind = "falling"

@@ -19,6 +19,7 @@ builder follows the zoo's contract and is deterministic for a seed.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from typing import Any
 
@@ -28,7 +29,7 @@ from torch.nn import functional
 
 from pinchpoint.workload import Workload
 from pinchpoint.zoo import positive_int
-from pinchpoint.zoo._classify import accuracy, batches, seeded
+from pinchpoint.zoo._classify import batches, classifier, seeded
 from pinchpoint.zoo.planted import _teacher_data
 
 __all__ = ["PLANTED_CHATTY", "ChattyLog", "chatty_logging"]
@@ -133,27 +134,15 @@ def chatty_logging(
         ),
     )
     chatty = ChattyLog(classes)
-    test_x, test_y = x[train:], y[train:]
-
-    def evaluate(model: Any) -> float:
-        """Accuracy, in [0, 1], on the held-out samples."""
-        return accuracy(model, test_x, test_y)
-
-    return Workload(
-        model=model,
-        data=batches(x[:train], y[:train], batch_size, generator),
-        loss=chatty.loss,
-        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
-        evaluate=evaluate,
-        name=name,
-        metric="accuracy",
-        greater_is_better=True,
-        description=(
-            f"MLP {features}-{width}x4-{classes} trained with Adam at batch {batch_size}, "
-            f"logging per-layer weight and gradient statistics, histograms and per-class "
-            f"accuracy through .item() "
-            f"and .tolist() every {log_every} step(s); quality = held-out accuracy"
-        ),
-        log=chatty.log,
-        log_every=log_every,
+    workload = classifier(
+        name,
+        model,
+        batches(x[:train], y[:train], batch_size, generator),
+        torch.optim.Adam(model.parameters(), lr=1e-3),
+        (x[train:], y[train:]),
+        f"MLP {features}-{width}x4-{classes} trained with Adam at batch {batch_size}, "
+        f"logging per-layer weight and gradient statistics, histograms and per-class "
+        f"accuracy through .item() and .tolist() every {log_every} step(s); quality = "
+        "held-out accuracy",
     )
+    return dataclasses.replace(workload, loss=chatty.loss, log=chatty.log, log_every=log_every)

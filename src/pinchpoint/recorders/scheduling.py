@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +66,18 @@ def _sample() -> tuple[float, int, int] | None:
 def _cores_busy_s(cores: frozenset[int], path: Path = Path("/proc/stat")) -> float | None:
     """CPU seconds all processes have spent on ``cores`` since boot (None off Linux)."""
     try:
-        lines = path.read_text().splitlines()
+        with path.open("rb") as stat:
+            text = stat.read()
         tick = os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, AttributeError):
         return None
     busy = 0
-    for line in lines:
-        name, _, rest = line.partition(" ")
-        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
+    # The per-core lines come first; the long interrupt counts after them are not parsed.
+    for line in text.split(b"\n"):
+        if not line.startswith(b"cpu"):
+            break
+        name, _, rest = line.partition(b" ")
+        if name[3:].isdigit() and int(name[3:]) in cores:
             ticks = [int(v) for v in rest.split()]
             # user nice system idle iowait irq softirq steal: all but idle and iowait are busy.
             busy += sum(ticks[:8]) - ticks[3] - ticks[4]
@@ -92,13 +97,22 @@ def _intra_op_threads() -> int | None:
 
 
 class SchedulingMeter:
-    """Sums CPU time and context switches over the measured steps of a run."""
+    """Sums CPU time and context switches over the measured steps of a run.
+
+    Each step costs two ``getrusage`` calls; ``/proc/stat`` (about 15 µs a read) is read once
+    per measured step, not twice: the other processes' share of the cores is taken over the
+    span from the first measured step's start to the last one's end, against this process's
+    own CPU time over the same span, and reported as ``cores_busy_s`` over the steps' own
+    wall time (see :meth:`result`).
+    """
 
     def __init__(self) -> None:
         self._start: tuple[float, int, int] | None = None
         self._cores = _affinity()
-        self._cores_start: float | None = None
-        self.cores_busy_s: float | None = 0.0
+        # (perf_counter, this process's CPU seconds, every process's CPU seconds on the cores)
+        # at the first measured step's start, and at the latest measured step's end.
+        self._span_start: tuple[float, float, float | None] | None = None
+        self._span_end: tuple[float, float, float | None] | None = None
         self._threads: int | None = None
         self.steps = 0
         self.wall_s = 0.0
@@ -106,11 +120,16 @@ class SchedulingMeter:
         self.voluntary = 0
         self.involuntary = 0
 
+    def _span_mark(self, sample: tuple[float, int, int]) -> tuple[float, float, float | None]:
+        return time.perf_counter(), sample[0], _cores_busy_s(self._cores)
+
     def begin(self) -> None:
         """Mark the start of a step (the threads in force are read here, inside the run)."""
         self._threads = _intra_op_threads()
         self._start = _sample()
-        self._cores_start = _cores_busy_s(self._cores)
+        if not self.steps and self._start is not None:
+            # Until a measured step has ended, each step may be the span's first.
+            self._span_start = self._span_mark(self._start)
 
     def end(self, wall_s: float, measured: bool) -> None:
         """Close the step begun last; a measured one adds its ``wall_s`` and counters."""
@@ -122,11 +141,21 @@ class SchedulingMeter:
         self.cpu_s += end[0] - self._start[0]
         self.voluntary += end[1] - self._start[1]
         self.involuntary += end[2] - self._start[2]
-        cores_end = _cores_busy_s(self._cores)
-        if cores_end is None or self._cores_start is None or self.cores_busy_s is None:
-            self.cores_busy_s = None
-        else:
-            self.cores_busy_s += cores_end - self._cores_start
+        self._span_end = self._span_mark(end)
+
+    @property
+    def cores_busy_s(self) -> float | None:
+        """Every process's CPU seconds on this process's cores during the measured steps: this
+        process's own (``cpu_s``) plus the others' share of the cores over the measured span
+        times the steps' wall time; None off Linux."""
+        start, end = self._span_start, self._span_end
+        if start is None or end is None or start[2] is None or end[2] is None:
+            return None
+        span = end[0] - start[0]
+        if span <= 0:
+            return None
+        others = max(0.0, (end[2] - start[2]) - (end[1] - start[1])) / span
+        return self.cpu_s + others * self.wall_s
 
     def result(self) -> dict[str, Any] | None:
         """The sums, for ``Profile.settings["scheduling"]``; None when no step was measured.
@@ -134,8 +163,8 @@ class SchedulingMeter:
         Keys: ``intra_op_threads`` (torch's threads in the last step), ``usable_cores``,
         ``steps``, ``wall_s`` and ``cpu_s`` (summed over the steps), ``voluntary_switches`` and
         ``involuntary_switches`` (the process's context switches in them), ``cores_busy_s``
-        (every process's CPU time on this process's cores in them, in clock ticks of 10 ms
-        on most systems; None off Linux).
+        (every process's CPU time on this process's cores in them, see :attr:`cores_busy_s`,
+        read in clock ticks of 10 ms on most systems; None off Linux).
         """
         if not self.steps:
             return None

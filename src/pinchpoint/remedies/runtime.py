@@ -48,11 +48,7 @@ class Threads(RemedyConfig):
     """
 
     name: ClassVar[str] = "threads"
-    addresses: ClassVar[tuple[str, ...]] = (
-        "pin_threads",
-        "fewer_threads",
-        "thread_oversubscription",
-    )
+    addresses: ClassVar[tuple[str, ...]] = ("pin_threads", "fewer_threads")
 
     count: int
 

@@ -179,6 +179,26 @@ def test_overhead_bound_from_gaps_and_dispatch() -> None:
     assert finding.remedies[0].name == "torch_compile"
 
 
+def test_overhead_bound_leaves_the_profilers_own_time_out() -> None:
+    # The case that read 'high' from the profiler's bookkeeping: a 3-layer MLP's profiled step
+    # took 1.2 ms, 0.5 ms of it between operators, while the unwatched steps took 0.77 ms.
+    ops = [Operator("aten::addmm", 160, self_s=0.7e-3, total_s=0.7e-3)]
+    profile = _profile({"forward": 0.5e-3, "backward": 0.27e-3})
+    profile.operators = ops
+    profile.operator_coverage = {"wall_s": 1.2e-3, "covered_s": 0.7e-3}
+    (finding,) = [f for f in run_analyzers(profile) if f.kind == "overhead_bound"]
+    evidence = finding.evidence
+    assert evidence["profiler_s"] == pytest.approx(0.43e-3)
+    assert evidence["python_gap_s"] == pytest.approx(0.07e-3)
+    # (0.07 ms of gaps + 160 x 2 us of dispatch) of the 0.77 ms step; 1.0 read off the profiled one.
+    assert evidence["overhead_share_of_compute"] == pytest.approx(0.39e-3 / 0.77e-3)
+    # A profiled step no slower than the unwatched ones keeps every gap.
+    profile.operator_coverage = {"wall_s": 0.77e-3, "covered_s": 0.27e-3}
+    (finding,) = [f for f in run_analyzers(profile) if f.kind == "overhead_bound"]
+    assert finding.evidence["profiler_s"] == 0.0
+    assert finding.evidence["python_gap_s"] == pytest.approx(0.5e-3)
+
+
 def test_severity_thresholds_and_kinds_are_the_taxonomy() -> None:
     assert [severity_for(x) for x in (0.5, 0.3, 0.29, 0.1, 0.09)] == [
         "high",

@@ -1,7 +1,9 @@
 """The ranking end to end on the root-cause zoo: the planted cause is the principal finding.
 
 ``hot-init`` shows exploding gradients together with their symptoms (updates as large as the
-weights, then NaNs); ``looped-adam`` a large optimizer saving beside a mild loss plateau. For
+weights, then NaNs); ``warmup-overshoot`` a loss that rises only after a warm-up raised the
+rate, with the units it knocked out; ``looped-adam`` a large optimizer saving beside a mild loss
+plateau. For
 seeds 0-2 the planted kind must come first, with a reason, and each control must get no
 high-severity finding of the planted family.
 """
@@ -60,6 +62,24 @@ def test_the_planted_cause_is_the_principal_finding(name: str, seed: int) -> Non
         assert nan.evidence["explained_by"] == "exploding_gradients"
         assert kinds.index("nan_inf") > kinds.index("exploding_gradients")
         assert "symptom of exploding_gradients" in nan.rank_reason
+    elif name == "warmup-overshoot":
+        # The rate, not the initialization: the loss fell at the warm-up's first rates and rose
+        # only once the schedule had raised it; the units it knocked out are its symptom.
+        evidence = principal.evidence
+        assert evidence["cause"] == "schedule"
+        assert evidence["best_step"] < evidence["rise_step"]
+        assert evidence["loss_at_best"] <= 0.9 * evidence["loss_start"]
+        after = [s.loss for s in diagnosis.profile.steps if s.index >= evidence["rise_step"]]
+        assert max(v for v in after if v is not None) > 3 * evidence["loss_start"]
+        assert evidence["lr_at_rise"] >= 2 * evidence["lr_first"]
+        assert evidence["lr_at_best"] < evidence["lr_at_rise"]
+        assert "rose only after the schedule raised the rate" in principal.rank_reason
+        assert f"{evidence['lr_at_best']:.2g}" in principal.remedies[0].why
+        first_norm = diagnosis.profile.steps[0].grad_norm
+        assert first_norm is not None and first_norm < 10
+        for f in diagnosis.findings:
+            if f.kind in ("dead_units", "saturated_activations", "exploding_gradients"):
+                assert f.evidence["explained_by"] == "lr_too_high", _kinds(diagnosis)
     else:
         # The plateau is mild and uncertain: where the loss is flat enough to call one (seeds
         # 0 and 1; seed 2's noise leaves room for a 11 % decline, "noisy"), it ranks after the
@@ -79,4 +99,12 @@ def test_a_control_gets_no_high_finding_of_the_planted_family(name: str, seed: i
     # A tiny CPU model may still be overhead-bound; the planted family must be clean.
     family = TRAINING_KINDS if planted in TRAINING_KINDS else ("optimizer_bound",)
     assert not [f for f in high if f.kind in family], _kinds(diagnosis)
-    assert diagnosis.principal is None or diagnosis.principal.kind != planted, _kinds(diagnosis)
+    # Nor is the planted kind its diagnosis: a low finding is a remark, not one (the matrix's
+    # top-1 rule); a foreach Adam still takes some 8 % of a step this small.
+    principal = diagnosis.principal
+    assert principal is None or principal.severity == "low" or principal.kind != planted, _kinds(
+        diagnosis
+    )
+    if name == "looped-adam-control":
+        optimizer = next(f for f in diagnosis.findings if f.kind == "optimizer_bound")
+        assert optimizer.severity == "low", _kinds(diagnosis)

@@ -9,7 +9,7 @@ import pytest
 from pinchpoint import Profile, Step
 from pinchpoint._profile import Health
 from pinchpoint.analyzers import run_analyzers
-from pinchpoint.analyzers.training import loss_trend
+from pinchpoint.analyzers.training import loss_trend, schedule_overshoot
 
 
 def _run(losses: list[float], health: Health, lr: float = 1e-3) -> list[str]:
@@ -127,3 +127,75 @@ def test_inference_gets_no_training_finding(mode: str) -> None:
         name="h", mode=mode, device="cpu", steps=[Step(i, 1.0, {"forward": 1.0}) for i in range(30)]
     )
     assert run_analyzers(profile) == []
+
+
+def _scheduled(losses: list[float], rates: list[float]) -> list[Step]:
+    return [
+        Step(index=i, wall_s=0.01, phases={"forward": 0.01}, loss=v, lr=r, grad_norm=1.0)
+        for i, (v, r) in enumerate(zip(losses, rates, strict=True))
+    ]
+
+
+# A warm-up from 0.1 to 2: the loss falls to 1.5 while the rate is below 1, then leaps.
+warmup = [0.1 * (i + 1) for i in range(20)] + [2.0] * 10
+overshoot = [2.3 - 0.08 * i for i in range(10)] + [1.6, 5.0, 9.0, 4.0, 12.0] + [4.0] * 15
+
+
+def test_a_loss_that_rises_only_after_the_rate_grew_points_to_the_schedule() -> None:
+    found = schedule_overshoot(_scheduled(overshoot, warmup))
+    assert found is not None
+    # Smoothed by a running median of 3: the low is 1.6 (step 10), 3x it is first reached at
+    # step 12 (median of 1.6, 5, 9 = 5), at the rate 1.3 the warm-up had reached.
+    assert (found["best_step"], found["rise_step"]) == (10, 12)
+    assert found["lr_at_best"] == pytest.approx(1.1)
+    assert found["lr_at_rise"] == pytest.approx(1.3)
+    assert found["loss_at_best"] == pytest.approx(1.6)
+    # The same losses under a constant rate, or a rate that only grew after the rise, or a
+    # loss that never fell first: the schedule is not the cause.
+    assert schedule_overshoot(_scheduled(overshoot, [1.0] * 30)) is None
+    late = [0.1] * 13 + [0.1 * (i + 1) for i in range(17)]
+    assert schedule_overshoot(_scheduled(overshoot, late)) is None
+    assert schedule_overshoot(_scheduled([2.3] * 5 + [7.0] * 25, warmup)) is None
+    # Back above its start by as much as it fell (2.3 to 1.8, then 2.8 and over) is a rise
+    # too, short of 3x the low.
+    climb = [2.3] * 3 + [2.1, 1.9, 1.8, 1.8, 3.4, 4.5, 4.5] + [4.0] * 20
+    found = schedule_overshoot(_scheduled(climb, warmup))
+    assert found is not None and found["rise_step"] == 8 and found["loss_at_best"] == 1.8
+    # A loss that falls 5 % and wobbles back is noise, however the rate grew.
+    wobble = [2.3, 2.3, 2.3, 2.2, 2.19, 2.19, 2.45, 2.45] + [2.3] * 22
+    assert schedule_overshoot(_scheduled(wobble, warmup)) is None
+    # Nor is a well-trained loss of 0.05 that reads 0.2 on two batches after the warm-up.
+    trained = [2.3 - 0.25 * i for i in range(9)] + [0.05] * 4 + [0.2, 0.2] + [0.05] * 15
+    assert schedule_overshoot(_scheduled(trained, warmup)) is None
+    # A warm-up under which the loss keeps falling finds nothing.
+    assert schedule_overshoot(_scheduled(falling, warmup)) is None
+    # Non-finite losses rise too: the first of them is where.
+    nan = overshoot[:11] + [math.nan] * 19
+    found = schedule_overshoot(_scheduled(nan, warmup))
+    assert found is not None and found["rise_step"] == 11
+
+
+def test_the_schedule_finding_ranks_the_rate_first_with_its_symptoms_after() -> None:
+    health = _health(
+        [0.5, 0.6, 0.8],
+        5e-3,
+        activation_layers=["relu1"],
+        activation_kinds=["relu"],
+        activation_steps=[0, 10, 20],
+        dead_share=[[0.1], [0.6], [0.7]],
+    )
+    profile = Profile(
+        name="h",
+        mode="train",
+        device="cpu",
+        steps=_scheduled(overshoot, warmup),
+        health=health,
+        optimizer={"type": "SGD", "lr": 2.0, "param_tensors": 4},
+    )
+    findings = run_analyzers(profile)
+    assert [f.kind for f in findings][:2] == ["lr_too_high", "dead_units"]
+    rate, units = findings[0], findings[1]
+    assert rate.evidence["cause"] == "schedule"
+    assert rate.remedies[0].name == "lower_lr" and "1.1" in rate.remedies[0].why
+    assert units.evidence["explained_by"] == "lr_too_high"
+    assert "symptom of lr_too_high" in units.rank_reason

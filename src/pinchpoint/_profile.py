@@ -115,6 +115,8 @@ class Step:
         comm_s: data-parallel runs: the seconds in which some gradient all-reduce of this step
             ran (the union of its buckets' all-reduces, start to completion); None elsewhere.
             The part of it not overlapped with backward is the ``communication`` phase.
+        lr: the learning rate this step's optimizer step used (its first parameter group's),
+            when an optimizer stepped; a schedule shows as its change from step to step.
     """
 
     index: int
@@ -126,6 +128,7 @@ class Step:
     loss: float | None = None
     grad_norm: float | None = None
     comm_s: float | None = None
+    lr: float | None = None
 
     @property
     def measured(self) -> bool:
@@ -146,6 +149,8 @@ class Step:
         if self.comm_s is not None:
             # Written only where measured: a single process's files stay as they were.
             d["comm_s"] = self.comm_s
+        if self.lr is not None:
+            d["lr"] = self.lr
         return d
 
     @classmethod
@@ -157,6 +162,8 @@ class Step:
         d["grad_norm"] = _float_in(d.get("grad_norm"))
         if d.get("comm_s") is not None:
             d["comm_s"] = float(d["comm_s"])
+        if d.get("lr") is not None:
+            d["lr"] = float(d["lr"])
         return cls(**d)
 
 

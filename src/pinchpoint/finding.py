@@ -220,6 +220,11 @@ def _reason(finding: Finding, ordered: list[Finding]) -> str:
             "; the gradients explode from the first step, before any update: the cause is the "
             "initialization, not the learning rate"
         )
+    if finding.kind == "lr_too_high" and finding.evidence.get("cause") == "schedule":
+        reason += (
+            "; the loss fell at the lower rates and rose only after the schedule raised the "
+            "rate: the cause is the rate, not the initialization"
+        )
     return reason + "."
 
 

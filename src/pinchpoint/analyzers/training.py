@@ -27,11 +27,13 @@ rule is relative, so it holds for SGD, momentum and Adam-family optimizers and a
 
 The rules, with each finding's importance:
 
-- ``lr_too_high`` (1.0): updates ≥ 3e-2 of the weights and the loss not falling; or an unstable
-  or diverged loss (or non-finite values) with updates ≥ 1e-2. It outranks the dead units, the
-  exploding gradients and the NaNs a too-large step leaves behind: root cause over symptom. It is
-  not raised when the gradients already explode at the first step (below): then the large
-  updates are the gradient's doing, not the rate's.
+- ``lr_too_high`` (1.0): a loss that fell at the lower rates of a schedule and rose only after
+  the rate grew (:func:`schedule_overshoot`, from the rate each step recorded: evidence
+  ``cause: schedule``, the rates at the low and at the rise); or updates ≥ 3e-2 of the weights
+  and the loss not falling; or an unstable or diverged loss (or non-finite values) with updates
+  ≥ 1e-2. It outranks the dead units, the exploding gradients and the NaNs a too-large step
+  leaves behind: root cause over symptom. It is not raised when the gradients already explode
+  at the first step (below): then the large updates are the gradient's doing, not the rate's.
 - ``nan_inf`` (1.0 alone): a non-finite loss, gradient or weight appeared. Following a cause
   found here it is that cause's symptom (evidence ``explained_by``) and ranks just below it:
   0.95 under ``lr_too_high`` or initialization-caused exploding gradients, 0.88 under exploding
@@ -54,7 +56,11 @@ The rules, with each finding's importance:
   0.2; it only wastes capacity while the loss falls, and when the loss is flat something else
   stalls it, so the units are that plateau's symptom (evidence ``explained_by:
   loss_plateau``; a network given nothing it can learn turns its last hidden units off as it
-  settles on the label prior) and the plateau is reported before them.
+  settles on the label prior) and the plateau is reported before them. Units that were alive
+  at the first sampled step and died beside ``lr_too_high`` or initialization-caused exploding
+  gradients are that finding's symptom (``explained_by``): its huge updates knocked them out.
+  For the same reason only the units off at the first step can excuse a large first-step
+  gradient from counting as exploding.
 - ``saturated_activations`` (0.85): a sigmoid/tanh layer with ≥ 50 % of its outputs within 0.01
   of its limits; graded like ``dead_units``.
 - ``vanishing_gradients`` (0.8): the first layer's gradient ≤ 1e-2 of the last's over ≥ 3
@@ -86,12 +92,13 @@ import dataclasses
 import itertools
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pinchpoint._profile import Health, Profile
+from pinchpoint._profile import Health, Profile, Step
 from pinchpoint.finding import Finding, Remedy
 
-__all__ = ["LossTrend", "analyze", "loss_trend"]
+__all__ = ["LossTrend", "analyze", "loss_trend", "schedule_overshoot"]
 
 TREND_T = 3.0
 #: A loss is ``flat`` only when the 95 % bound of its decline over the run is below this share
@@ -121,6 +128,11 @@ SEVERE_SHARE = 0.75
 #: Loss points needed before a flat loss is called a plateau or a too-small learning rate.
 MIN_TREND_POINTS = 20
 SATURATED_SHARE = 0.5
+#: The growth of the learning rate over a run from which a loss that rose after it points to
+#: the schedule.
+RATE_GROWTH = 2.0
+#: How far below its start a loss must have fallen before a rise back over the start counts.
+OVERSHOOT_FALL = 0.10
 
 
 @dataclass(frozen=True)
@@ -174,6 +186,82 @@ def loss_trend(losses: list[float]) -> LossTrend | None:
     return LossTrend(kind, t, finite[0], finite[-1], n)
 
 
+def schedule_overshoot(steps: Sequence[Step]) -> dict[str, float | int] | None:
+    """Where a loss that fell at a lower learning rate rose once the rate had grown.
+
+    The loss is smoothed by a running median of three steps (one batch's loss is noise), and
+    its start is the median of the first three. It *falls first* when its lowest smoothed value
+    so far is at least 10 % below the start. It *rises* at the first step whose loss is
+    non-finite, or whose smoothed loss is 3× that low and gives back at least half of what it
+    had gained (a well-trained loss of 0.05 that reads 0.2 on two batches is noise, not a
+    rise), or (having fallen first) climbs back above the start by as much as it fell. The rate
+    at the rise must be at least twice the first step's and no lower than the rate at the low:
+    the loss fell at the lower rates and got worse only after the rate grew, which points to
+    the rate (a warm-up to too high a peak), not to the initialization or the data. None when
+    the steps carry no rates, the rate never grew, the loss never rose, or it rose before
+    falling or before the rate grew.
+    """
+    pairs = [(s.index, s.loss, s.lr) for s in steps if s.loss is not None and s.lr is not None]
+    if len(pairs) < 5 or pairs[0][2] <= 0 or not all(math.isfinite(v) for _, v, _ in pairs[:3]):
+        return None
+    first_rate = pairs[0][2]
+    if max(rate for _, _, rate in pairs) < RATE_GROWTH * first_rate:
+        return None
+    start = statistics.median(v for _, v, _ in pairs[:3])
+    smooth: list[float] = []
+    best = 0
+    for i, (step, loss, rate) in enumerate(pairs):
+        if math.isfinite(loss):
+            window = [v for _, v, _ in pairs[max(0, i - 2) : i + 1] if math.isfinite(v)]
+            smooth.append(statistics.median(window))
+        low = smooth[best]
+        fell = low <= (1 - OVERSHOOT_FALL) * start
+        climb = smooth[-1] - low
+        rose = (
+            not math.isfinite(loss)
+            or (low > 0 and smooth[-1] >= UNSTABLE_PEAK * low and climb >= (start - low) / 2)
+            or (fell and climb >= 2 * (start - low))
+        )
+        if rose:
+            best_rate = pairs[best][2]
+            if not (fell and rate >= RATE_GROWTH * first_rate and rate >= best_rate):
+                return None
+            return {
+                "rise_step": step,
+                "best_step": pairs[best][0],
+                "lr_first": first_rate,
+                "lr_at_best": best_rate,
+                "lr_at_rise": rate,
+                "loss_start": start,
+                "loss_at_best": low,
+                "loss_at_rise": loss,
+            }
+        if smooth[-1] < low:
+            best = i
+    return None
+
+
+def _overshoot_summary(overshoot: dict[str, float | int]) -> str:
+    """The sentence of an ``lr_too_high`` finding read off the schedule."""
+    best, rise = overshoot["lr_at_best"], overshoot["lr_at_rise"]
+    head = f"The loss fell from {overshoot['loss_start']:.3g} to {overshoot['loss_at_best']:.3g} "
+    if best < rise:
+        head += f"while the learning rate was {best:.2g} and rose after it grew to {rise:.2g}"
+    else:
+        head += f"while the learning rate grew to {rise:.2g} and rose once it stayed there"
+    return head + f" (step {overshoot['rise_step']}): the schedule's peak rate is too high."
+
+
+def _overshoot_remedy(overshoot: dict[str, float | int]) -> str:
+    """Why a lower peak helps, with the rate to aim for."""
+    best, rise = overshoot["lr_at_best"], overshoot["lr_at_rise"]
+    if best < rise:
+        where = f"cap the schedule's peak near {best:.2g}, where the loss still fell"
+    else:
+        where = f"lower the schedule's peak below {rise:.2g}, which the loss did not stand"
+    return where + "; pinchpoint lr-find measures where the loss stops falling"
+
+
 def _geometric_median(rows: list[list[float | None]]) -> float | None:
     logs = sorted(math.log10(v) for row in rows for v in row if v is not None and v > 0)
     return 10 ** statistics.median(logs) if logs else None
@@ -205,6 +293,29 @@ def _first_value(health: Health, matrix: list[list[float | None]], layer: str) -
     sampled, before or soon after the first update)."""
     j = health.activation_layers.index(layer)
     return next((row[j] for row in matrix if j < len(row) and row[j] is not None), None)
+
+
+def _units_cause(
+    cause: str | None, first_share: float | None, threshold: float, plateau: bool
+) -> str | None:
+    """What dead or saturated units are the symptom of: the ``cause`` of large updates (a
+    too-large rate, gradients exploding from the initialization) when the units were not off
+    at the first sampled step (those updates knocked them out), else a plateau on a flat loss,
+    else nothing (they are a cause of their own)."""
+    if cause is not None and first_share is not None and first_share < threshold:
+        return cause
+    return "loss_plateau" if plateau else None
+
+
+def _first_worst(health: Health, matrix: list[list[float | None]], kind: str) -> float:
+    """The largest share among ``kind``'s activation layers at the first step sampled (0 when
+    none was)."""
+    values = [
+        _first_value(health, matrix, layer)
+        for layer, family in zip(health.activation_layers, health.activation_kinds, strict=True)
+        if family in kind
+    ]
+    return max((v for v in values if v is not None), default=0.0)
 
 
 def _finding(
@@ -341,7 +452,28 @@ def analyze(profile: Profile) -> list[Finding]:
         (update >= HIGH_UPDATE and not learning and long_enough)
         or (unstable and update >= HIGH_UPDATE / 3)
     )
-    if lr_high or (nonfinite is not None and update is not None and update >= HIGH_UPDATE / 3):
+    overshoot = schedule_overshoot(profile.steps)
+    if overshoot is not None:
+        findings.append(
+            _finding(
+                "lr_too_high",
+                1.0,
+                _overshoot_summary(overshoot),
+                {
+                    **base,
+                    **overshoot,
+                    "cause": "schedule",
+                    "update_ratio": update,
+                    "nonfinite_step": nonfinite["step"] if nonfinite else None,
+                },
+                [
+                    ("lower_lr", _overshoot_remedy(overshoot)),
+                    ("warmup", "a longer warm-up reaches the peak once the weights have settled"),
+                    ("grad_clipping", "clipping the gradient norm bounds each update"),
+                ],
+            )
+        )
+    elif lr_high or (nonfinite is not None and update is not None and update >= HIGH_UPDATE / 3):
         findings.append(
             _finding(
                 "lr_too_high",
@@ -427,6 +559,11 @@ def analyze(profile: Profile) -> list[Finding]:
         units_explain = (dead is not None and dead[1] >= DEAD_SHARE) or (
             saturated is not None and saturated[1] >= SATURATED_SHARE
         )
+        # The first step's gradient can only be distorted by the units off at that step; units
+        # that die later, under the huge updates it causes, are its symptom.
+        units_at_start = _first_worst(health, health.dead_share, "relu") >= DEAD_SHARE or (
+            _first_worst(health, health.saturated_share, "sigmoid tanh") >= SATURATED_SHARE
+        )
         # The first step's gradient comes before any update: the learning rate cannot have made
         # it large, the initialization (with the data) did.
         at_init = first_norm is not None and first_norm >= EXPLODING_NORM
@@ -438,7 +575,7 @@ def analyze(profile: Profile) -> list[Finding]:
         large_from_init = (
             at_init
             and proportional
-            and not units_explain
+            and not units_at_start
             and bool(layer_ratios)
             and sum(r >= INIT_GRADIENT_TO_WEIGHT for r in layer_ratios) > len(layer_ratios) / 2
         )
@@ -474,9 +611,21 @@ def analyze(profile: Profile) -> list[Finding]:
             )
             findings = _explained(findings, at_init)
 
+        # The units' cause, when they were fine at the first sampled step and a cause of large
+        # updates is found: a too-large rate, or gradients that explode from the start.
+        units_cause = next(
+            (
+                f.kind
+                for f in findings
+                if f.kind == "lr_too_high"
+                or (f.kind == "exploding_gradients" and f.evidence.get("cause"))
+            ),
+            None,
+        )
         if dead is not None and dead[1] >= DEAD_SHARE:
             severe = dead[1] >= SEVERE_SHARE
             symptom = not severe and trend is not None and trend.kind == "flat"
+            first_dead = _first_value(health, health.dead_share, dead[0])
             findings.append(
                 _finding(
                     "dead_units",
@@ -487,9 +636,9 @@ def analyze(profile: Profile) -> list[Finding]:
                         **base,
                         "layer": dead[0],
                         "dead_share": dead[1],
-                        "first_dead_share": _first_value(health, health.dead_share, dead[0]),
+                        "first_dead_share": first_dead,
                         "threshold_share": DEAD_SHARE,
-                        "explained_by": "loss_plateau" if symptom else None,
+                        "explained_by": _units_cause(units_cause, first_dead, DEAD_SHARE, symptom),
                     },
                     [
                         (
@@ -509,6 +658,7 @@ def analyze(profile: Profile) -> list[Finding]:
         if saturated is not None and saturated[1] >= SATURATED_SHARE:
             severe = saturated[1] >= SEVERE_SHARE
             symptom = not severe and trend is not None and trend.kind == "flat"
+            first_saturated = _first_value(health, health.saturated_share, saturated[0])
             findings.append(
                 _finding(
                     "saturated_activations",
@@ -520,11 +670,11 @@ def analyze(profile: Profile) -> list[Finding]:
                         **base,
                         "layer": saturated[0],
                         "saturated_share": saturated[1],
-                        "first_saturated_share": _first_value(
-                            health, health.saturated_share, saturated[0]
-                        ),
+                        "first_saturated_share": first_saturated,
                         "threshold_share": SATURATED_SHARE,
-                        "explained_by": "loss_plateau" if symptom else None,
+                        "explained_by": _units_cause(
+                            units_cause, first_saturated, SATURATED_SHARE, symptom
+                        ),
                     },
                     [
                         ("normalization", "normalize inputs and pre-activations to unit scale"),

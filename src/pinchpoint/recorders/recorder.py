@@ -243,6 +243,7 @@ class Recorder:
         self._samples: int | None = None
         self._loss: Any = None
         self._grad_norm: Any = None
+        self._lr: float | None = None
         self._saw_backward = False
         self._logs = False
         self._step_start = 0.0
@@ -467,6 +468,8 @@ class Recorder:
             self._grad_order.append(id(param))
 
     def _on_optimizer_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if self._in_step:
+            self._lr = _rate(optimizer)
         if self._in_step and self._instrumented():
             with self._uncounted():
                 self._grad_norm = self._global_grad_norm()
@@ -534,6 +537,7 @@ class Recorder:
         self._backward_end = None
         self._loss = None
         self._grad_norm = None
+        self._lr = None
         if self._comm is not None:
             self._comm.begin()
         self._scheduling.begin()
@@ -584,6 +588,7 @@ class Recorder:
             loss=_to_float(self._loss),
             grad_norm=_to_float(self._grad_norm),
             comm_s=comm_s,
+            lr=self._lr,
         )
         self.steps.append(step)
         self._compile.end(self._shapes)
@@ -941,6 +946,16 @@ def _optimizer_facts(optimizer: Any) -> dict[str, Any] | None:
         "fused": defaults.get("fused"),
         "lr": float(lr) if isinstance(lr, (int, float)) else None,
     }
+
+
+def _rate(optimizer: Any) -> float | None:
+    """The learning rate the optimizer's first parameter group steps with, as a float; None
+    when it has none or keeps it in a device tensor (reading that back would sync the step)."""
+    groups = getattr(optimizer, "param_groups", None)
+    rate = groups[0].get("lr") if groups else None
+    if isinstance(rate, torch.Tensor):
+        return float(rate.item()) if rate.device.type == "cpu" and rate.numel() == 1 else None
+    return float(rate) if isinstance(rate, (int, float)) else None
 
 
 def _to_float(value: Any) -> float | None:

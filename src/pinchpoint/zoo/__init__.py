@@ -332,6 +332,19 @@ register(
     "pinchpoint.zoo.root_cause:looped_adam_control",
 )
 register(
+    "warmup-overshoot",
+    "digits MLP under SGD with momentum, warmed up linearly to a peak lr of 2: the loss falls, "
+    "then leaps once the rate passes ~1 (planted: lr_too_high)",
+    "train",
+    "pinchpoint.zoo.root_cause:warmup_overshoot",
+)
+register(
+    "warmup-control",
+    "warmup-overshoot warmed up to a peak lr of 0.1 (healthy control)",
+    "train",
+    "pinchpoint.zoo.root_cause:warmup_control",
+)
+register(
     "oversubscribed",
     "residual MLP of 256-wide Linear+ReLU blocks trained with 8 intra-op threads per usable "
     "core (planted: thread_oversubscription)",

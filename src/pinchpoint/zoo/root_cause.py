@@ -14,9 +14,16 @@ zoo name                  principal kind           the mistake, and what else it
 ``looped-adam``           ``optimizer_bound``      2048 one-element Parameters under Adam with
                                                    foreach=False, on labels 40 % noisy: a large
                                                    time saving next to a mild loss plateau
+``warmup-overshoot``      ``lr_too_high``          the digits MLP under SGD with momentum 0.9
+                                                   and a linear warm-up to a peak rate of 2:
+                                                   the loss falls until the rate passes ~1,
+                                                   then leaps; the units it knocks out are
+                                                   its symptom
 ``hot-init-control``      healthy control          ``hot-init`` drawn at the Kaiming scale
 ``looped-adam-control``   healthy control          ``looped-adam`` with one vector Parameter per
                                                    role and a foreach Adam
+``warmup-control``        healthy control          ``warmup-overshoot`` warmed up to a peak of
+                                                   0.1
 ========================  =======================  ==============================================
 
 Like the other zoo families, every builder follows ``build(*, seed=0, batch_size=None)``, is
@@ -26,6 +33,7 @@ deterministic for a seed and leaves the caller's random state alone; the data is
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -34,7 +42,7 @@ from torch import nn
 from pinchpoint.workload import Workload
 from pinchpoint.zoo import positive_int
 from pinchpoint.zoo._classify import batches, classifier, seeded
-from pinchpoint.zoo.health import _digits_workload, _mlp
+from pinchpoint.zoo.health import _digits_workload, _mlp, digits_mlp
 from pinchpoint.zoo.planted import PerFeatureAffine, _teacher_data
 
 __all__ = [
@@ -45,18 +53,22 @@ __all__ = [
     "hot_init_control",
     "looped_adam",
     "looped_adam_control",
+    "warmup_control",
+    "warmup_overshoot",
 ]
 
 #: The root-cause workloads: zoo name to the kind that must be the principal finding.
 ROOT_CAUSE_PLANTED: dict[str, str] = {
     "hot-init": "exploding_gradients",
     "looped-adam": "optimizer_bound",
+    "warmup-overshoot": "lr_too_high",
 }
 
 #: Each control, the planted workload without its mistake, to the planted workload it mirrors.
 ROOT_CAUSE_CONTROLS: dict[str, str] = {
     "hot-init-control": "hot-init",
     "looped-adam-control": "looped-adam",
+    "warmup-control": "warmup-overshoot",
 }
 
 #: How many times the Kaiming standard deviation ``hot-init`` draws its weights at.
@@ -65,6 +77,13 @@ _HOT_INIT_DEPTH = 8
 _HOT_INIT_WIDTH = 64
 #: A learning rate that trains the Kaiming-initialized MLP well with plain SGD.
 _HOT_INIT_LR = 0.05
+
+#: ``warmup-overshoot``'s peak learning rate under SGD with momentum 0.9, and its control's: the
+#: loss falls until the warm-up passes about 1.
+WARMUP_PEAK = 2.0
+_WARMUP_CONTROL_PEAK = 0.1
+_WARMUP_STEPS = 20
+_WARMUP_MOMENTUM = 0.9
 
 _LOOPED_FEATURES = 1024
 _LOOPED_BATCH = 16
@@ -195,3 +214,51 @@ def looped_adam_control(*, seed: int = 0, batch_size: int | None = None) -> Work
         batch_size: samples per batch (default 16).
     """
     return _looped_workload("looped-adam-control", seed, batch_size, mistake=False)
+
+
+# --- warmup-overshoot: lr_too_high from the schedule, with exploding gradients as its symptom ---
+
+
+def _warmup_workload(name: str, seed: int, batch_size: int | None, peak: float) -> Workload:
+    workload = _digits_workload(
+        name,
+        seed,
+        batch_size,
+        digits_mlp,
+        lambda model: torch.optim.SGD(model.parameters(), lr=peak, momentum=_WARMUP_MOMENTUM),
+        f"digits MLP 64-128-64-10, SGD momentum {_WARMUP_MOMENTUM} with a linear warm-up over "
+        f"{_WARMUP_STEPS} steps to a peak lr of {peak:g}; quality = held-out accuracy",
+    )
+    return dataclasses.replace(workload, lr_schedule=_linear_warmup)
+
+
+def _linear_warmup(step: int) -> float:
+    """The factor of a linear warm-up: ``1/20`` of the peak at step 0, the peak from step 19."""
+    return min(1.0, (step + 1) / _WARMUP_STEPS)
+
+
+def warmup_overshoot(*, seed: int = 0, batch_size: int | None = None) -> Workload:
+    """The ``warmup-overshoot`` workload: a warm-up that climbs past the rate the model takes.
+
+    The healthy digits MLP under SGD with momentum 0.9, its rate warmed up linearly over 20
+    steps to a peak of 2. At the first steps' rates (0.1 to about 1) the loss falls from
+    log(10) towards 1.3-1.8; once the rate passes that it leaps to 13-108 and knocks out
+    units.
+    The gradients of the first step are of normal size: the initialization is sound, the rate
+    is not. :func:`warmup_control` warms up to 0.1 instead.
+
+    Args:
+        seed: initializes the weights and shuffles the batches.
+        batch_size: images per batch (default 64).
+    """
+    return _warmup_workload("warmup-overshoot", seed, batch_size, WARMUP_PEAK)
+
+
+def warmup_control(*, seed: int = 0, batch_size: int | None = None) -> Workload:
+    """The ``warmup-control`` workload: :func:`warmup_overshoot` warmed up to a peak of 0.1.
+
+    Args:
+        seed: initializes the weights and shuffles the batches.
+        batch_size: images per batch (default 64).
+    """
+    return _warmup_workload("warmup-control", seed, batch_size, _WARMUP_CONTROL_PEAK)

@@ -243,9 +243,8 @@ def warmup_overshoot(*, seed: int = 0, batch_size: int | None = None) -> Workloa
     The healthy digits MLP under SGD with momentum 0.9, its rate warmed up linearly over 20
     steps to a peak of 2. At the first steps' rates (0.1 to about 1) the loss falls from
     log(10) towards 1.3-1.8; once the rate passes that it leaps to 13-108 and knocks out
-    units.
-    The gradients of the first step are of normal size: the initialization is sound, the rate
-    is not. :func:`warmup_control` warms up to 0.1 instead.
+    units. The gradients of the first step are of normal size: the initialization is sound,
+    the rate is not. :func:`warmup_control` warms up to 0.1 instead.
 
     Args:
         seed: initializes the weights and shuffles the batches.

@@ -10,6 +10,7 @@ from pinchpoint import Profile, Step
 from pinchpoint._profile import Health
 from pinchpoint.analyzers import run_analyzers
 from pinchpoint.analyzers.training import loss_trend, schedule_overshoot
+from pinchpoint.remedies.training import LRSchedule
 
 
 def _run(losses: list[float], health: Health, lr: float = 1e-3) -> list[str]:
@@ -169,6 +170,10 @@ def test_a_loss_that_rises_only_after_the_rate_grew_points_to_the_schedule() -> 
     assert schedule_overshoot(_scheduled(trained, warmup)) is None
     # A warm-up under which the loss keeps falling finds nothing.
     assert schedule_overshoot(_scheduled(falling, warmup)) is None
+    # A warm-up from 0, as LRSchedule's: growth counts from the first rate above zero.
+    from_zero = [2.0 * LRSchedule(kind="constant", warmup_steps=20).factor(i) for i in range(30)]
+    found = schedule_overshoot(_scheduled(overshoot, from_zero))
+    assert found is not None and found["lr_first"] == pytest.approx(0.1)
     # Non-finite losses rise too: the first of them is where.
     nan = overshoot[:11] + [math.nan] * 19
     found = schedule_overshoot(_scheduled(nan, warmup))

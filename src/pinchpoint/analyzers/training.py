@@ -197,15 +197,18 @@ def schedule_overshoot(steps: Sequence[Step]) -> dict[str, float | int] | None:
     rise), or (having fallen first) climbs back above the start by as much as it fell. The rate
     at the rise must be at least twice the first step's and no lower than the rate at the low:
     the loss fell at the lower rates and got worse only after the rate grew, which points to
-    the rate (a warm-up to too high a peak), not to the initialization or the data. None when
-    the steps carry no rates, the rate never grew, the loss never rose, or it rose before
-    falling or before the rate grew.
+    the rate (a warm-up to too high a peak), not to the initialization or the data. The first
+    step's rate is the first one above zero (a warm-up from 0 steps at 0 first). None when the
+    steps carry no rates, the rate never grew, the loss never rose, or it rose before falling
+    or before the rate grew.
     """
     pairs = [(s.index, s.loss, s.lr) for s in steps if s.loss is not None and s.lr is not None]
-    if len(pairs) < 5 or pairs[0][2] <= 0 or not all(math.isfinite(v) for _, v, _ in pairs[:3]):
+    if len(pairs) < 5 or not all(math.isfinite(v) for _, v, _ in pairs[:3]):
         return None
-    first_rate = pairs[0][2]
-    if max(rate for _, _, rate in pairs) < RATE_GROWTH * first_rate:
+    # A warm-up from 0 (``n / warmup_steps``, as LRSchedule's) steps at rate 0 first: growth
+    # is judged from the first rate that moved the weights.
+    first_rate = next((rate for _, _, rate in pairs if rate > 0), None)
+    if first_rate is None or max(rate for _, _, rate in pairs) < RATE_GROWTH * first_rate:
         return None
     start = statistics.median(v for _, v, _ in pairs[:3])
     smooth: list[float] = []

@@ -308,11 +308,13 @@ def build_scheduled(v: Variant) -> Any:
     many steps (at too high a peak the loss falls at the first rates, then rises)."""
     import dataclasses
 
+    from pinchpoint.remedies.training import LRSchedule
+
     workload = build_healthy_shape(v)
     if v.extra <= 0:
         return workload
-    steps = v.extra
-    return dataclasses.replace(workload, lr_schedule=lambda n: min(1.0, (n + 1) / steps))
+    warmup = LRSchedule(kind="constant", warmup_steps=int(v.extra))
+    return dataclasses.replace(workload, lr_schedule=warmup.factor)
 
 
 def build_dead_units(v: Variant) -> Any:

@@ -39,6 +39,7 @@ import math
 import torch
 from torch import nn
 
+from pinchpoint.remedies.training import LRSchedule
 from pinchpoint.workload import Workload
 from pinchpoint.zoo import positive_int
 from pinchpoint.zoo._classify import batches, classifier, seeded
@@ -216,7 +217,7 @@ def looped_adam_control(*, seed: int = 0, batch_size: int | None = None) -> Work
     return _looped_workload("looped-adam-control", seed, batch_size, mistake=False)
 
 
-# --- warmup-overshoot: lr_too_high from the schedule, with exploding gradients as its symptom ---
+# --- warmup-overshoot: lr_too_high from the schedule, with the units it kills as its symptom ---
 
 
 def _warmup_workload(name: str, seed: int, batch_size: int | None, peak: float) -> Workload:
@@ -229,20 +230,17 @@ def _warmup_workload(name: str, seed: int, batch_size: int | None, peak: float) 
         f"digits MLP 64-128-64-10, SGD momentum {_WARMUP_MOMENTUM} with a linear warm-up over "
         f"{_WARMUP_STEPS} steps to a peak lr of {peak:g}; quality = held-out accuracy",
     )
-    return dataclasses.replace(workload, lr_schedule=_linear_warmup)
-
-
-def _linear_warmup(step: int) -> float:
-    """The factor of a linear warm-up: ``1/20`` of the peak at step 0, the peak from step 19."""
-    return min(1.0, (step + 1) / _WARMUP_STEPS)
+    # The warm-up pinchpoint's own LRSchedule applies: n / 20 of the peak at step n.
+    warmup = LRSchedule(kind="constant", warmup_steps=_WARMUP_STEPS)
+    return dataclasses.replace(workload, lr_schedule=warmup.factor)
 
 
 def warmup_overshoot(*, seed: int = 0, batch_size: int | None = None) -> Workload:
     """The ``warmup-overshoot`` workload: a warm-up that climbs past the rate the model takes.
 
     The healthy digits MLP under SGD with momentum 0.9, its rate warmed up linearly over 20
-    steps to a peak of 2. At the first steps' rates (0.1 to about 1) the loss falls from
-    log(10) towards 1.3-1.8; once the rate passes that it leaps to 13-108 and knocks out
+    steps to a peak of 2. At the first steps' rates (0 to about 1) the loss falls from
+    log(10) towards 1.7-1.9; once the rate passes that it leaps to 24-1034 and knocks out
     units. The gradients of the first step are of normal size: the initialization is sound,
     the rate is not. :func:`warmup_control` warms up to 0.1 instead.
 

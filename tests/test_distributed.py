@@ -26,8 +26,8 @@ from pinchpoint import PinchpointError, Profile, ProfileFormatError, WorkloadErr
 from pinchpoint.analyzers import run_analyzers
 from pinchpoint.analyzers.device import job_communication
 from pinchpoint.analyzers.ranks import straggler_test
-from pinchpoint.distributed import launch, merge
 from pinchpoint.errors import DeviceError
+from pinchpoint.recorders.job import launch, merge
 
 pytestmark = pytest.mark.slow
 
@@ -341,7 +341,7 @@ def test_merge_joins_the_ranks_of_a_users_own_ddp_script(user_ranks: Path, tmp_p
 
 def test_merging_and_reading_a_job_does_not_load_torch(user_ranks: Path, tmp_path: Path) -> None:
     code = (
-        "import sys, pinchpoint.distributed as d\n"
+        "import sys, pinchpoint.recorders as d\n"
         "from pinchpoint.analyzers import run_analyzers\n"
         "from pinchpoint.report import Report\n"
         "from pinchpoint.renderers.html import render_html\n"

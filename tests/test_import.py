@@ -78,6 +78,10 @@ def test_public_api_is_pinned() -> None:
         "optimize",
         "remedies",
         "trial",
+        "launch",
+        "merge",
+        "scale",
+        "ScaleResult",
     }
     for name in pinchpoint.__all__:
         assert getattr(pinchpoint, name) is not None

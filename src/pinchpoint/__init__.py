@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from pinchpoint import remedies
     from pinchpoint.comparison import Comparison, compare
     from pinchpoint.optimizer import OptimizeResult, optimize
-    from pinchpoint.recorders import Recorder, profile
+    from pinchpoint.recorders import Recorder, launch, merge, profile
     from pinchpoint.remedies import apply
     from pinchpoint.traces import TraceAnalysis, load_trace
     from pinchpoint.trials import Trial, trial
@@ -48,6 +48,7 @@ __all__ = [
     "ProfileFormatError",
     "Recorder",
     "Remedy",
+    "ScaleResult",
     "Step",
     "TraceAnalysis",
     "TraceFormatError",
@@ -58,10 +59,13 @@ __all__ = [
     "apply",
     "compare",
     "diagnose",
+    "launch",
     "load_trace",
+    "merge",
     "optimize",
     "profile",
     "remedies",
+    "scale",
     "trial",
 ]
 
@@ -69,6 +73,10 @@ __all__ = [
 _LAZY: dict[str, str] = {
     "Recorder": "pinchpoint.recorders",
     "profile": "pinchpoint.recorders",
+    "launch": "pinchpoint.recorders",
+    "merge": "pinchpoint.recorders",
+    "ScaleResult": "pinchpoint.trials.scale",
+    "scale": "pinchpoint.trials.scale",
     "TraceAnalysis": "pinchpoint.traces",
     "load_trace": "pinchpoint.traces",
     "apply": "pinchpoint.remedies",

@@ -16,9 +16,9 @@ through JSON and give back an equal object):
 - :class:`Distributed`: which rank of a data-parallel job recorded the run, and how its
   gradients were reduced (None for a single process).
 
-A multi-rank Profile (a data-parallel job, see :mod:`pinchpoint.distributed`) is rank 0's Profile
-with every rank's own Profile, rank 0's included, in :attr:`Profile.ranks`, sorted by rank; each
-of those has no ranks of its own.
+A multi-rank Profile (a data-parallel job, see :mod:`pinchpoint.recorders.job`) is rank 0's
+Profile with every rank's own Profile, rank 0's included, in :attr:`Profile.ranks`, sorted by
+rank; each of those has no ranks of its own.
 
 Statistics (medians, spread, shares) are derived on demand from the steps and are written to JSON
 under ``summary`` for readers of the file; ``from_dict`` ignores that key, so the file's numbers

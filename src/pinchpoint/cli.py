@@ -218,7 +218,7 @@ def _record_ranks(
     timeout: float | None,
 ) -> Any:
     """Launch ``target`` on many ranks; the merged Profile, or None on a node without rank 0."""
-    from pinchpoint.distributed import launch
+    from pinchpoint.recorders.job import launch
 
     if nproc < 1:
         raise _fail(f"--nproc must be at least 1, not {nproc}")
@@ -399,7 +399,7 @@ def merge_command(
     debug: Debug = False,
 ) -> None:
     """Merge the per-rank profiles of one data-parallel job into one multi-rank profile."""
-    from pinchpoint.distributed import merge
+    from pinchpoint.recorders.job import merge
     from pinchpoint.renderers.terminal import render_profile
 
     def work() -> None:
@@ -541,8 +541,8 @@ def scale_command(
     debug: Debug = False,
 ) -> None:
     """Measure data-parallel throughput at each process count and its efficiency against linear."""
-    from pinchpoint.distributed.scale import parse_nprocs, scale
     from pinchpoint.renderers.scale import render_scale
+    from pinchpoint.trials.scale import parse_nprocs, scale
 
     try:
         counts = parse_nprocs(nproc)

@@ -578,7 +578,7 @@ def optimize(
         keep_models: keep every candidate's workload in its record (by default only the best
             and best-effort ones are kept, to free memory).
         nproc: run the workload data-parallel on this many processes: the diagnosis records
-            ``target`` through :func:`pinchpoint.distributed.launch`, and every trial is a
+            ``target`` through :func:`pinchpoint.recorders.job.launch`, and every trial is a
             :func:`~pinchpoint.trials.distributed.distributed_trial` (interleaved launches of
             the baseline and the candidate). Only remedies whose effect launch can pass to the
             ranks are tried (:data:`~pinchpoint.trials.distributed.LAUNCHABLE`). Needs
@@ -730,7 +730,7 @@ def _check_distributed(workload: Workload, objective: str, nproc: int, target: s
 def _diagnose_distributed(target: str, nproc: int, device: str) -> tuple[Diagnosis, int]:
     """The diagnosis of one launched run of ``target`` on ``nproc`` processes, and its ranks."""
     from pinchpoint.diagnosis import diagnose
-    from pinchpoint.distributed import launch
+    from pinchpoint.recorders.job import launch
 
     profile = launch(target, nproc=nproc, steps=8, warmup=2, device=device)
     if profile is None:

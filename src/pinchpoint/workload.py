@@ -67,7 +67,7 @@ class Workload:
             meets it) and the count (``scheduled_steps``) live in the group, so a later run
             carries the schedule on. None (the default) leaves the learning rate alone.
         ddp: training only: the DistributedDataParallel settings used when the workload is
-            launched on several ranks (:func:`pinchpoint.distributed.launch`,
+            launched on several ranks (:func:`pinchpoint.recorders.job.launch`,
             ``pinchpoint profile --nproc N``); a single process ignores them. Keys:
             ``bucket_cap_mb`` (float: DDP's gradient bucket size, torch's default 25),
             ``comm_hook`` (None, ``"fp16"`` or ``"bf16"``: all-reduce the buckets compressed

@@ -1,7 +1,7 @@
 """Findings of a multi-rank job, shared by recorded data-parallel runs and profiler traces.
 
 A job reaches pinchpoint in two ways: the ranks of a profiler trace (:mod:`pinchpoint.traces`)
-and a merged multi-rank Profile (:func:`pinchpoint.distributed.merge`). Both end here:
+and a merged multi-rank Profile (:func:`pinchpoint.recorders.job.merge`). Both end here:
 
 - every rank's Profile goes through the analyzers and findings of one kind on several ranks
   merge into one, the one with the largest saving kept, its evidence naming the ranks

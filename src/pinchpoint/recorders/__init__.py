@@ -1,13 +1,19 @@
-"""Live recording: a Recorder around any loop, and the Workload runner built on it.
+"""Recording: a Recorder around any loop, the Workload runner built on it, and data-parallel jobs.
 
-Importing this package imports torch; ``import pinchpoint`` does not import it.
+Live recording (:class:`Recorder`, :func:`profile`) needs torch and loads it on first use of
+those names; :func:`launch` (torchrun over many ranks) and :func:`merge` (per-rank Profiles into
+one multi-rank Profile) do not import it in the calling process, nor does importing this package.
 """
 
 from __future__ import annotations
 
-from pinchpoint.recorders.clock import Clock, CudaClock, FakeClock, PerfClock
-from pinchpoint.recorders.recorder import Recorder, move_to_device, sample_plan
-from pinchpoint.recorders.run import profile, resolve_device
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pinchpoint.recorders.clock import Clock, CudaClock, FakeClock, PerfClock
+    from pinchpoint.recorders.recorder import Recorder, move_to_device, sample_plan
+    from pinchpoint.recorders.run import profile, resolve_device
 
 __all__ = [
     "Clock",
@@ -15,8 +21,36 @@ __all__ = [
     "FakeClock",
     "PerfClock",
     "Recorder",
+    "launch",
+    "merge",
     "move_to_device",
     "profile",
     "resolve_device",
     "sample_plan",
 ]
+
+_HOMES: dict[str, str] = {
+    "Clock": "clock",
+    "CudaClock": "clock",
+    "FakeClock": "clock",
+    "PerfClock": "clock",
+    "Recorder": "recorder",
+    "launch": "job",
+    "merge": "job",
+    "move_to_device": "recorder",
+    "profile": "run",
+    "resolve_device": "run",
+    "sample_plan": "recorder",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'pinchpoint.recorders' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"pinchpoint.recorders.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))

@@ -184,7 +184,7 @@ class Recorder:
     In a data-parallel script, give it the DistributedDataParallel model before its first
     backward: it registers a communication hook that times each gradient bucket's all-reduce
     (see :mod:`pinchpoint.recorders.comm`), and the Profile carries the rank's facts; save one
-    per rank and join them with :func:`pinchpoint.distributed.merge`.
+    per rank and join them with :func:`pinchpoint.recorders.job.merge`.
 
     Args:
         model: the module being trained or run; hooks on it find forward and backward.

@@ -15,7 +15,7 @@ All four address ``communication_bound`` (an all-reduce that computation does no
   over more samples.
 
 The first two set the workload's ``ddp`` settings (``bucket_cap_mb``, ``comm_hook``,
-``gradient_as_bucket_view``), which :func:`pinchpoint.distributed.launch` hands to DDP in each
+``gradient_as_bucket_view``), which :func:`pinchpoint.recorders.job.launch` hands to DDP in each
 rank; the third sets ``accumulate``; the fourth rebuilds the data with larger batches (and,
 if asked, scales the learning rate linearly). In one process without DDP the first two change
 nothing that runs: they matter where the workload is launched on several ranks. Every handler

@@ -1,6 +1,6 @@
 """The terminal summary of a scaling measurement: the verdict, then one row per process count.
 
-Every number comes from the :class:`~pinchpoint.distributed.scale.ScaleResult`; this module only
+Every number comes from the :class:`~pinchpoint.trials.scale.ScaleResult`; this module only
 formats it for 80 columns.
 """
 
@@ -15,7 +15,7 @@ from rich.text import Text
 from pinchpoint.renderers.terminal import format_seconds
 
 if TYPE_CHECKING:
-    from pinchpoint.distributed.scale import ScaleResult
+    from pinchpoint.trials.scale import ScaleResult
 
 __all__ = ["render_scale"]
 
@@ -29,7 +29,7 @@ def _interval(pair: tuple[float, float] | None, percent: bool) -> str:
 
 def render_scale(result: ScaleResult) -> RenderableType:
     """One screen for a scaling measurement: the verdict first, then the table and notes."""
-    from pinchpoint.distributed.scale import NEAR_LINEAR
+    from pinchpoint.trials.scale import NEAR_LINEAR
 
     last = result.points[-1]
     style = "bold green" if last.efficiency >= NEAR_LINEAR else "bold yellow"

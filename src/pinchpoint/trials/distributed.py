@@ -1,5 +1,5 @@
 """Distributed trials: a candidate's settings against the baseline's, each a real multi-process
-run through :func:`pinchpoint.distributed.launch`.
+run through :func:`pinchpoint.recorders.job.launch`.
 
 A remedy cannot be handed to other processes as an object, so a distributed trial runs what
 the ranks can be told: the workload's DDP settings (``ddp``), its gradient accumulation
@@ -73,7 +73,7 @@ def interleaved(arms: Sequence[Any], repeats: int) -> list[Any]:
 
 
 def launch_settings(workload: Workload, reference: Workload) -> dict[str, Any]:
-    """The :func:`~pinchpoint.distributed.launch` keyword arguments that run ``workload``.
+    """The :func:`~pinchpoint.recorders.job.launch` keyword arguments that run ``workload``.
 
     ``ddp``, ``accumulate`` and ``batch_size`` are taken from ``workload``; ``batch_size`` is
     given only when it differs from ``reference``'s (the ranks otherwise keep the target's
@@ -287,7 +287,7 @@ def distributed_trial(
         repeats: runs per arm (interleaved).
         device: ``"cpu"`` (gloo) or ``"cuda"`` (NCCL, one GPU per rank).
         timeout_s: the longest one run may take.
-        launcher: what runs the ranks (default :func:`pinchpoint.distributed.launch`), a seam
+        launcher: what runs the ranks (default :func:`pinchpoint.recorders.job.launch`), a seam
             for tests and for other launchers with its keyword arguments.
 
     Raises:
@@ -412,7 +412,7 @@ def run_length(width: int, warmup: int, steps: int, windows: int, device: str) -
 
 
 def _default_launcher() -> Launcher:
-    from pinchpoint.distributed import launch
+    from pinchpoint.recorders.job import launch
 
     return launch
 

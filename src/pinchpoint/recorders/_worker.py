@@ -1,6 +1,6 @@
 """One rank of a launched data-parallel job: what torchrun runs in every process.
 
-``python -m pinchpoint.distributed._worker OPTIONS_JSON`` (see :func:`pinchpoint.distributed.
+``python -m pinchpoint.recorders._worker OPTIONS_JSON`` (see :func:`pinchpoint.recorders.job.
 launch`, which writes the options) does, in order:
 
 1. joins the process group torchrun describes in the environment (gloo on a CPU; NCCL on CUDA,
@@ -111,7 +111,7 @@ def shard(data: Any, rank: int, world: int, seed: int = 0) -> tuple[Any, str]:
 
 def _options() -> dict[str, Any]:
     if len(sys.argv) != 2:
-        raise PinchpointError("usage: python -m pinchpoint.distributed._worker OPTIONS_JSON")
+        raise PinchpointError("usage: python -m pinchpoint.recorders._worker OPTIONS_JSON")
     options: dict[str, Any] = orjson.loads(sys.argv[1])
     return options
 

@@ -2,7 +2,7 @@
 linear scaling.
 
 :func:`scale` launches the target once per process count (through
-:func:`pinchpoint.distributed.launch`, the way a user's job runs), repeats the sequence
+:func:`pinchpoint.recorders.job.launch`, the way a user's job runs), repeats the sequence
 interleaved (1 2, 2 1, 1 2… so the machine's drift reaches every count alike), and reads each
 merged multi-rank Profile:
 
@@ -341,7 +341,7 @@ def scale(
         threads: intra-op threads per rank, the same at every count (default:
             ``OMP_NUM_THREADS`` when set, else the machine's cores over the largest count, at
             least 1), so that a count's efficiency is not a change of threads per rank.
-        launcher: what runs the ranks (default :func:`pinchpoint.distributed.launch`).
+        launcher: what runs the ranks (default :func:`pinchpoint.recorders.job.launch`).
 
     Raises:
         ValueError: a setting is out of range.
@@ -359,7 +359,7 @@ def scale(
     ):
         raise ValueError(f"threads must be a positive integer, not {threads!r}")
     if launcher is None:
-        from pinchpoint.distributed import launch
+        from pinchpoint.recorders.job import launch
 
         launcher = launch
     per_rank = threads or _default_threads(counts[-1])

@@ -1,7 +1,7 @@
-"""Data-parallel profiling: launch a workload on many ranks under torchrun, merge their Profiles.
+"""A data-parallel job: launch a workload on many ranks under torchrun, merge their Profiles.
 
 :func:`launch` runs ``python -m torch.distributed.run`` (torchrun) on
-:mod:`pinchpoint.distributed._worker`, which in every rank loads the workload, joins the process
+:mod:`pinchpoint.recorders._worker`, which in every rank loads the workload, joins the process
 group (gloo on a CPU, NCCL on CUDA), wraps the model in DistributedDataParallel, shards a
 DataLoader's data with a DistributedSampler, records the run with the same
 :class:`~pinchpoint.Recorder` a single process uses and saves one Profile per rank
@@ -37,7 +37,7 @@ from pinchpoint._profile import Profile
 from pinchpoint.errors import DeviceError, PinchpointError, ProfileFormatError, WorkloadError
 from pinchpoint.workload import ddp_settings_problem
 
-__all__ = ["RANK_FILE", "ScaleResult", "launch", "merge", "rank_files", "scale"]
+__all__ = ["RANK_FILE", "launch", "merge", "rank_files"]
 
 #: The name of rank N's Profile in an output folder.
 RANK_FILE = "rank-{rank}.json"
@@ -138,7 +138,7 @@ def launch(
         "torch.distributed.run",
         *_rendezvous(nproc, nnodes, node_rank, rdzv_endpoint),
         "-m",
-        "pinchpoint.distributed._worker",
+        "pinchpoint.recorders._worker",
         orjson.dumps(options).decode(),
     ]
     log = out / LOG_FILE
@@ -384,7 +384,3 @@ def _check_one_job(items: list[tuple[str, Profile]]) -> None:
     if missing:
         shown = ", ".join(map(str, missing[:8])) + (" …" if len(missing) > 8 else "")
         raise ProfileFormatError(f"rank(s) {shown} of a world of {world} are missing")
-
-
-# Scaling runs ``launch`` once per process count; imported last, as it builds on the above.
-from pinchpoint.distributed.scale import ScaleResult, scale  # noqa: E402

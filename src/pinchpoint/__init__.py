@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pinchpoint._profile import PHASES, Profile, Step
+from pinchpoint._version import __version__
 from pinchpoint.diagnosis import Diagnosis, diagnose
 from pinchpoint.errors import (
     DeviceError,
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from pinchpoint.traces import TraceAnalysis, load_trace
     from pinchpoint.trials import Trial, trial
 
-__version__ = "0.1.0"
 
 __all__ = [
     "KINDS",

@@ -718,6 +718,15 @@ class Profile:
         """The steps that count in statistics: neither warm-up nor instrumented."""
         return [s for s in self.steps if s.measured]
 
+    def matched_steps(self) -> dict[int, list[Step]]:
+        """A multi-rank Profile's measured steps that every rank has: step index to the ranks'
+        steps, in rank order (empty for a Profile without ranks)."""
+        if not self.ranks:
+            return {}
+        by_rank = [{s.index: s for s in r.measured_steps} for r in self.ranks]
+        common = set.intersection(*(set(steps) for steps in by_rank))
+        return {i: [steps[i] for steps in by_rank] for i in sorted(common)}
+
     def phase_stats(self) -> dict[str, PhaseStats]:
         """Per-phase median, spread and share over the measured steps."""
         return phase_stats(self.measured_steps)

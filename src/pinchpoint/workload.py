@@ -167,7 +167,7 @@ class Workload:
 
     def batches(self) -> Iterator[Any]:
         """Yield batches forever, iterating the data again each time it runs out."""
-        if _is_single_batch(self.data):
+        if is_single_batch(self.data):
             while True:
                 yield self.data
         while True:
@@ -203,7 +203,7 @@ def ddp_settings_problem(ddp: Any) -> str | None:
     return None
 
 
-def _is_single_batch(data: Any) -> bool:
+def is_single_batch(data: Any) -> bool:
     return isinstance(data, Mapping) or type(data).__name__ in {"Tensor", "Parameter"}
 
 

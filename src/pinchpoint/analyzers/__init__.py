@@ -9,7 +9,7 @@ lives in its own module, whose docstring states its rules and thresholds; what m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from pinchpoint._profile import Profile
 from pinchpoint.analyzers import (
@@ -24,11 +24,17 @@ from pinchpoint.analyzers import (
     training,
 )
 from pinchpoint.analyzers import threads as threads_analyzer
+from pinchpoint.analyzers._common import Analyzer
+from pinchpoint.analyzers.ranks import (
+    JOB_ANALYZERS,
+    merge_rank_findings,
+    rank_of,
+    straggler_findings,
+    straggler_test,
+)
 from pinchpoint.finding import Finding, rank
 
-__all__ = ["DEFAULT_ANALYZERS", "Analyzer", "run_analyzers"]
-
-Analyzer = Callable[[Profile], list[Finding]]
+__all__ = ["DEFAULT_ANALYZERS", "Analyzer", "job_findings", "run_analyzers"]
 
 #: The analyzers ``diagnose`` runs, in no particular order: findings are ranked afterwards.
 DEFAULT_ANALYZERS: list[Analyzer] = [
@@ -55,8 +61,6 @@ def run_analyzers(profile: Profile, analyzers: Iterable[Analyzer] | None = None)
     rank's findings merged by kind, the job-level ones, and the straggler test.
     """
     if profile.ranks:
-        from pinchpoint.analyzers.ranks import job_findings
-
         return job_findings(profile, analyzers)
     findings: list[Finding] = []
     for analyzer in DEFAULT_ANALYZERS if analyzers is None else analyzers:
@@ -64,3 +68,19 @@ def run_analyzers(profile: Profile, analyzers: Iterable[Analyzer] | None = None)
     # Stalled threads inflate every operator's time: the findings read off those times are
     # their symptoms (root cause before symptom; analyzers.threads).
     return rank(threads_analyzer.mark_symptoms(findings))
+
+
+def job_findings(profile: Profile, analyzers: Iterable[Analyzer] | None = None) -> list[Finding]:
+    """The ranked findings of a merged multi-rank Profile: each rank's findings merged by kind
+    (:func:`~pinchpoint.analyzers.ranks.merge_rank_findings`), the job-level analyzers', and the
+    straggler test's."""
+    chosen = list(DEFAULT_ANALYZERS if analyzers is None else analyzers)
+    per_rank = [a for a in chosen if a not in JOB_ANALYZERS]
+    whole = [a for a in chosen if a in JOB_ANALYZERS]
+    findings = merge_rank_findings(
+        [(rank_of(r, i), run_analyzers(r, per_rank)) for i, r in enumerate(profile.ranks)]
+    )
+    for analyzer in whole:
+        findings.extend(analyzer(profile))
+    findings.extend(straggler_findings(straggler_test(profile)))
+    return rank(findings)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from pinchpoint._profile import Profile
+from collections.abc import Callable
 
-__all__ = ["busy_share", "operator_seconds", "phase_share"]
+from pinchpoint._profile import Profile
+from pinchpoint.finding import Finding
+
+__all__ = ["Analyzer", "busy_share", "operator_seconds", "phase_share"]
+
+#: What every analyzer is: a Profile in, the findings it can prove out.
+Analyzer = Callable[[Profile], list[Finding]]
 
 
 def phase_share(profile: Profile, phase: str) -> float:

@@ -73,11 +73,10 @@ def analyze_communication(profile: Profile) -> list[Finding]:
 def job_communication(profile: Profile) -> CommunicationStats | None:
     """A merged Profile's all-reduce statistics over the steps every rank measured, each step
     taken from the rank that waited least in it (None without all-reduce measurements)."""
-    from pinchpoint.analyzers.ranks import matched_steps
 
     chosen = [
         min(row, key=lambda s: s.phases.get("communication", 0.0))
-        for row in matched_steps(profile).values()
+        for row in profile.matched_steps().values()
         if all(s.comm_s is not None for s in row)
     ]
     return communication_stats(chosen)

@@ -21,19 +21,17 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from pinchpoint._profile import Profile, Step
+from pinchpoint._profile import Profile
 from pinchpoint.analyzers import device
 from pinchpoint.analyzers._catalog import remedy
-from pinchpoint.finding import Finding, rank, severity_for
+from pinchpoint.analyzers._common import Analyzer
+from pinchpoint.finding import Finding, severity_for
 
 if TYPE_CHECKING:
-    from pinchpoint.analyzers import Analyzer
     from pinchpoint.stragglers import StragglerReport
 
 __all__ = [
     "JOB_ANALYZERS",
-    "job_findings",
-    "matched_steps",
     "merge_rank_findings",
     "rank_of",
     "straggler_findings",
@@ -47,17 +45,6 @@ JOB_ANALYZERS: tuple[Analyzer, ...] = (device.analyze_communication,)
 def rank_of(profile: Profile, default: int = 0) -> int:
     """The rank a Profile was recorded on (``default`` without distributed facts)."""
     return profile.distributed.rank if profile.distributed is not None else default
-
-
-def matched_steps(profile: Profile) -> dict[int, list[Step]]:
-    """A merged Profile's measured steps that every rank has: step index to the ranks' steps,
-    in rank order (empty for a Profile without ranks)."""
-    ranks = profile.ranks
-    if not ranks:
-        return {}
-    by_rank = [{s.index: s for s in r.measured_steps} for r in ranks]
-    common = set.intersection(*(set(steps) for steps in by_rank))
-    return {i: [steps[i] for steps in by_rank] for i in sorted(common)}
 
 
 #: The smallest excess a straggler must show where a node's ranks share its cores: there the
@@ -87,7 +74,7 @@ def straggler_test(profile: Profile) -> StragglerReport | None:
         return None
     from pinchpoint.stragglers import find_stragglers
 
-    rows = matched_steps(profile)
+    rows = profile.matched_steps()
     numbers = [rank_of(r, i) for i, r in enumerate(profile.ranks)]
     busy = {
         n: [row[i].wall_s - row[i].phases.get("communication", 0.0) for row in rows.values()]
@@ -159,19 +146,3 @@ def straggler_findings(report: StragglerReport | None) -> list[Finding]:
             )
         )
     return out
-
-
-def job_findings(profile: Profile, analyzers: Iterable[Analyzer] | None = None) -> list[Finding]:
-    """The ranked findings of a merged multi-rank Profile (see the module docstring)."""
-    from pinchpoint.analyzers import DEFAULT_ANALYZERS, run_analyzers
-
-    chosen = list(DEFAULT_ANALYZERS if analyzers is None else analyzers)
-    per_rank = [a for a in chosen if a not in JOB_ANALYZERS]
-    whole = [a for a in chosen if a in JOB_ANALYZERS]
-    findings = merge_rank_findings(
-        [(rank_of(r, i), run_analyzers(r, per_rank)) for i, r in enumerate(profile.ranks)]
-    )
-    for analyzer in whole:
-        findings.extend(analyzer(profile))
-    findings.extend(straggler_findings(straggler_test(profile)))
-    return rank(findings)

@@ -44,6 +44,7 @@ import platformdirs
 import psutil
 
 from pinchpoint._io import atomic_write_bytes
+from pinchpoint._version import __version__
 from pinchpoint.errors import DeviceError
 from pinchpoint.machine.facts import describe_machine
 
@@ -248,10 +249,6 @@ def _fp32_precision(device: str) -> str:
 def _key_facts(device: str) -> dict[str, Any]:
     """Everything the cache key covers: what, if it changed, would change the peaks."""
     import torch
-
-    # Imported here: pinchpoint's __init__ imports this module (through the diagnosis) before it
-    # defines __version__.
-    from pinchpoint import __version__
 
     machine = describe_machine()
     facts: dict[str, Any] = {

@@ -293,7 +293,7 @@ def _rebatched(workload: Workload, size: int) -> Any:
         return rebatch(workload.data, size, workload.name)
     from torch.utils.data import DataLoader, IterableDataset
 
-    from pinchpoint.remedies.training import _cloned_generator, _copied_sampler
+    from pinchpoint.remedies.training import cloned_generator, copied_sampler
 
     loader = workload.data
     if isinstance(loader.dataset, IterableDataset) or loader.batch_size is None:
@@ -307,7 +307,7 @@ def _rebatched(workload: Workload, size: int) -> Any:
     return DataLoader(
         loader.dataset,
         batch_size=size,
-        sampler=_copied_sampler(loader.sampler, generators),
+        sampler=copied_sampler(loader.sampler, generators),
         drop_last=loader.drop_last,
         num_workers=workers,
         collate_fn=loader.collate_fn,
@@ -315,7 +315,7 @@ def _rebatched(workload: Workload, size: int) -> Any:
         timeout=loader.timeout,
         worker_init_fn=loader.worker_init_fn,
         multiprocessing_context=loader.multiprocessing_context if workers else None,
-        generator=_cloned_generator(loader.generator, generators),
+        generator=cloned_generator(loader.generator, generators),
         prefetch_factor=loader.prefetch_factor if workers else None,
         persistent_workers=loader.persistent_workers if workers else False,
         pin_memory_device=loader.pin_memory_device,

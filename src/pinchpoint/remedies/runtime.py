@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pinchpoint.errors import WorkloadError
 from pinchpoint.remedies._base import RemedyConfig, clone_workload, handler
-from pinchpoint.workload import Workload, _is_single_batch
+from pinchpoint.workload import Workload, is_single_batch
 
 if TYPE_CHECKING:
     from pinchpoint._profile import Machine
@@ -135,7 +135,7 @@ def rebatch(data: Any, size: int, name: str = "workload") -> Any:
 
     if isinstance(data, torch.utils.data.DataLoader):
         return _rebuild_loader(data, size, name)
-    if _is_single_batch(data):
+    if is_single_batch(data):
         total = _samples(data, name)
         repeats = -(-size // total)
         whole = _concat([data] * repeats, name) if repeats > 1 else data

@@ -57,10 +57,10 @@ class PadToBuckets(RemedyConfig):
 def _pad_to_buckets(workload: Workload, config: PadToBuckets) -> Workload:
     """A workload whose batches come padded to bucket lengths."""
     from pinchpoint.remedies._marking import BucketedData, pad_batch_to
-    from pinchpoint.workload import _is_single_batch
+    from pinchpoint.workload import is_single_batch
 
     copy = clone_workload(workload)
-    if _is_single_batch(workload.data):
+    if is_single_batch(workload.data):
         data = pad_batch_to(workload.data, config.multiple, config.dim, config.value)
     else:
         data = BucketedData(workload.data, config.multiple, config.dim, config.value)

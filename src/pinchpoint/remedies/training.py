@@ -197,12 +197,12 @@ def _rebuilt_loader(name: str, loader: Any, config: DataLoaderSettings) -> Any:
         batching = {
             "batch_size": loader.batch_size,
             "drop_last": loader.drop_last,
-            "sampler": _copied_sampler(loader.sampler, generators),
+            "sampler": copied_sampler(loader.sampler, generators),
         }
     elif loader.batch_sampler is not None:
-        batching = {"batch_sampler": _copied_sampler(loader.batch_sampler, generators)}
+        batching = {"batch_sampler": copied_sampler(loader.batch_sampler, generators)}
     else:
-        batching = {"batch_size": None, "sampler": _copied_sampler(loader.sampler, generators)}
+        batching = {"batch_size": None, "sampler": copied_sampler(loader.sampler, generators)}
     return DataLoader(
         loader.dataset,
         **batching,
@@ -212,7 +212,7 @@ def _rebuilt_loader(name: str, loader: Any, config: DataLoaderSettings) -> Any:
         timeout=loader.timeout,
         worker_init_fn=loader.worker_init_fn,
         multiprocessing_context=loader.multiprocessing_context,
-        generator=_cloned_generator(loader.generator, generators),
+        generator=cloned_generator(loader.generator, generators),
         prefetch_factor=prefetch,
         persistent_workers=persistent,
         pin_memory_device=loader.pin_memory_device,
@@ -220,7 +220,7 @@ def _rebuilt_loader(name: str, loader: Any, config: DataLoaderSettings) -> Any:
     )
 
 
-def _cloned_generator(generator: Any, clones: dict[int, Any]) -> Any:
+def cloned_generator(generator: Any, clones: dict[int, Any]) -> Any:
     """A torch.Generator in ``generator``'s state; one clone per original, so sharing stays."""
     import torch
 
@@ -233,16 +233,16 @@ def _cloned_generator(generator: Any, clones: dict[int, Any]) -> Any:
     return clones[id(generator)]
 
 
-def _copied_sampler(sampler: Any, generators: dict[int, Any]) -> Any:
+def copied_sampler(sampler: Any, generators: dict[int, Any]) -> Any:
     """A shallow copy of ``sampler`` with its generators cloned and inner samplers copied."""
     import torch
 
     copied = copy.copy(sampler)
     for attr, value in getattr(sampler, "__dict__", {}).items():
         if isinstance(value, torch.Generator):
-            setattr(copied, attr, _cloned_generator(value, generators))
+            setattr(copied, attr, cloned_generator(value, generators))
         elif attr in ("sampler", "batch_sampler") and value is not None:
-            setattr(copied, attr, _copied_sampler(value, generators))
+            setattr(copied, attr, copied_sampler(value, generators))
     return copied
 
 

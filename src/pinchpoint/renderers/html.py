@@ -83,7 +83,7 @@ def render_html(report: Report) -> str:
     if report.verdict is not None:
         body.append(_verdict(report.verdict))
     body += [_section(section, figures) for section in report.sections]
-    from pinchpoint import __version__
+    from pinchpoint._version import __version__
 
     footer = f"made by pinchpoint {_e(__version__)}"
     if report.created:

@@ -298,7 +298,7 @@ def distributed_trial(
     import numpy as np
 
     from pinchpoint.trials.memory import size_bytes
-    from pinchpoint.trials.trial import TrainingComparison, _Measure
+    from pinchpoint.trials.trial import TrainingComparison, TrialMeasure
 
     if objective not in ("latency", "throughput"):
         raise ValueError(
@@ -366,7 +366,7 @@ def distributed_trial(
         f"launch took {np.median(seconds[0]):.1f} s (baseline) and "
         f"{np.median(seconds[1]):.1f} s (candidate) per run",
     ]
-    measure = _Measure(
+    measure = TrialMeasure(
         objective="throughput" if objective == "throughput" else "latency",
         budget=Budget.parse(budget),
         warmup=warm,

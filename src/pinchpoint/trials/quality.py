@@ -182,7 +182,7 @@ def fidelity(baseline_model: Any, candidate_model: Any, batches: Iterable[Any]) 
     agree = positions = 0
     logits = True
     max_diff = 0.0
-    with _eval_mode(baseline_model), _eval_mode(candidate_model), torch.inference_mode():
+    with eval_mode(baseline_model), eval_mode(candidate_model), torch.inference_mode():
         for batch in batches:
             base, is_hidden = _run(baseline_model, batch)
             cand, _ = _run(candidate_model, batch)
@@ -302,7 +302,7 @@ def _cosine(rows_b: torch.Tensor, rows_c: torch.Tensor) -> torch.Tensor:
     return torch.where(equal, torch.ones_like(cosine), cosine)
 
 
-class _eval_mode:
+class eval_mode:
     """Put a module in eval mode for a block and restore its mode afterwards."""
 
     def __init__(self, model: Any) -> None:

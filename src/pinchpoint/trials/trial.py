@@ -37,7 +37,7 @@ from pinchpoint.trials._training import (
     train_in_lockstep,
 )
 from pinchpoint.trials.memory import peak_memories, size_bytes
-from pinchpoint.trials.quality import Budget, Fidelity, _eval_mode, fidelity
+from pinchpoint.trials.quality import Budget, Fidelity, eval_mode, fidelity
 from pinchpoint.trials.timing import (
     MIN_PAIRS,
     SpeedComparison,
@@ -341,7 +341,7 @@ def trial(
             )
     parsed = Budget.parse(budget)
     target = resolve_device(device)
-    measure = _Measure(
+    measure = TrialMeasure(
         objective=cast(Objective, objective),
         budget=parsed,
         warmup=warmup,
@@ -368,7 +368,7 @@ def trial(
 
 
 @dataclass
-class _Measure:
+class TrialMeasure:
     """The settings one trial shares between its inference and training paths."""
 
     objective: Objective
@@ -417,8 +417,8 @@ class _Measure:
         cand_arm = _infer_arm(candidate, cand_on, self.device)
         memory: tuple[int | None, int | None, str | None] = (None, None, None)
         with (
-            _eval_mode(baseline.model),
-            _eval_mode(candidate.model),
+            eval_mode(baseline.model),
+            eval_mode(candidate.model),
             torch.inference_mode(),
         ):
             speed = compare_speed(

@@ -30,7 +30,7 @@ from torch.nn import functional
 from pinchpoint.workload import Workload
 from pinchpoint.zoo import positive_int
 from pinchpoint.zoo._classify import batches, classifier, seeded
-from pinchpoint.zoo.planted import _teacher_data
+from pinchpoint.zoo.planted import teacher_data
 
 __all__ = ["PLANTED_CHATTY", "ChattyLog", "chatty_logging"]
 
@@ -118,7 +118,7 @@ def chatty_logging(
     features, width, classes = 64, 256, 10
     generator = torch.Generator().manual_seed(seed)
     train, test = 16 * batch_size, 1024
-    x, y = _teacher_data(generator, train + test, features, classes)
+    x, y = teacher_data(generator, train + test, features, classes)
     model = seeded(
         seed,
         lambda: nn.Sequential(

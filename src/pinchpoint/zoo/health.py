@@ -109,7 +109,7 @@ def _digits() -> _Split:
     return _split(digits.data / 16.0, digits.target)
 
 
-def _mlp(
+def stacked_mlp(
     features: int, hidden: tuple[int, ...], classes: int, activation: Callable[[], nn.Module]
 ) -> nn.Sequential:
     """A plain MLP: ``Linear`` then ``activation()`` per hidden width, then a ``Linear`` head."""
@@ -124,10 +124,10 @@ def _mlp(
 
 def digits_mlp() -> nn.Sequential:
     """A fresh digits MLP, 64-128-64-10 with ReLU and torch's default init: a healthy model."""
-    return _mlp(64, (128, 64), 10, nn.ReLU)
+    return stacked_mlp(64, (128, 64), 10, nn.ReLU)
 
 
-def _digits_workload(
+def digits_workload(
     name: str,
     seed: int,
     batch_size: int | None,
@@ -165,11 +165,11 @@ def deep_sigmoid(*, seed: int = 0, batch_size: int | None = None) -> Workload:
         seed: initializes the weights and shuffles the batches.
         batch_size: images per batch (default 64).
     """
-    return _digits_workload(
+    return digits_workload(
         "deep-sigmoid",
         seed,
         batch_size,
-        lambda: _mlp(64, (32,) * 13, 10, nn.Sigmoid),
+        lambda: stacked_mlp(64, (32,) * 13, 10, nn.Sigmoid),
         lambda model: torch.optim.SGD(model.parameters(), lr=_GOOD_SGD_LR),
         "digits MLP of 13 hidden Sigmoid layers 32 wide, default init, SGD lr 0.1: "
         "no residuals or normalization, so the gradient vanishes towards the input; "
@@ -190,7 +190,7 @@ def _large_normal_init(model: nn.Module, std: float) -> None:
 
 def _bad_init_model() -> nn.Sequential:
     """The ``bad-init`` MLP: 5 hidden ReLU layers 64 wide whose weights have std 1."""
-    model = _mlp(64, (64,) * 5, 10, nn.ReLU)
+    model = stacked_mlp(64, (64,) * 5, 10, nn.ReLU)
     # The mistake: std 1 where Kaiming's is sqrt(2/64) = 0.18, so every layer multiplies the
     # signal, forward and backward, by about 5.7 instead of 1.
     _large_normal_init(model, std=1.0)
@@ -209,7 +209,7 @@ def bad_init(*, seed: int = 0, batch_size: int | None = None) -> Workload:
         seed: initializes the weights and shuffles the batches.
         batch_size: images per batch (default 64).
     """
-    return _digits_workload(
+    return digits_workload(
         "bad-init",
         seed,
         batch_size,
@@ -235,7 +235,7 @@ def lr_100x(*, seed: int = 0, batch_size: int | None = None) -> Workload:
         seed: initializes the weights and shuffles the batches.
         batch_size: images per batch (default 64).
     """
-    return _digits_workload(
+    return digits_workload(
         "lr-100x",
         seed,
         batch_size,
@@ -259,7 +259,7 @@ def lr_1000x_low(*, seed: int = 0, batch_size: int | None = None) -> Workload:
         seed: initializes the weights and shuffles the batches.
         batch_size: images per batch (default 64).
     """
-    return _digits_workload(
+    return digits_workload(
         "lr-1000x-low",
         seed,
         batch_size,
@@ -275,7 +275,7 @@ def lr_1000x_low(*, seed: int = 0, batch_size: int | None = None) -> Workload:
 
 def _dead_relu_model() -> nn.Sequential:
     """The ``dead-relu`` MLP: 64-256-10 with ReLU and its hidden biases set to -0.75."""
-    model = _mlp(64, (256,), 10, nn.ReLU)
+    model = stacked_mlp(64, (256,), 10, nn.ReLU)
     hidden = model[0]
     assert isinstance(hidden, nn.Linear)
     with torch.no_grad():
@@ -297,7 +297,7 @@ def dead_relu(*, seed: int = 0, batch_size: int | None = None) -> Workload:
         seed: initializes the weights and shuffles the batches.
         batch_size: images per batch (default 64).
     """
-    return _digits_workload(
+    return digits_workload(
         "dead-relu",
         seed,
         batch_size,
@@ -331,7 +331,7 @@ def saturated_tanh(*, seed: int = 0, batch_size: int | None = None) -> Workload:
     # The mistake: the raw features go in as they are, never standardized.
     train_x, train_y, test_x, test_y = _split(cancer.data, cancer.target)
     generator = torch.Generator().manual_seed(seed)
-    model = seeded(seed, lambda: _mlp(30, (64,), 2, nn.Tanh))
+    model = seeded(seed, lambda: stacked_mlp(30, (64,), 2, nn.Tanh))
     return classifier(
         name,
         model,
@@ -410,7 +410,7 @@ def healthy_mlp(*, seed: int = 0, batch_size: int | None = None) -> Workload:
         seed: initializes the weights and shuffles the batches.
         batch_size: images per batch (default 64).
     """
-    return _digits_workload(
+    return digits_workload(
         "healthy-mlp",
         seed,
         batch_size,

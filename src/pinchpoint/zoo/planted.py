@@ -71,7 +71,7 @@ _MIB = 1 << 20
 # --- shared pieces ------------------------------------------------------------------------------
 
 
-def _teacher_data(
+def teacher_data(
     generator: torch.Generator, samples: int, features: int, classes: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gaussian inputs labelled by a random two-layer teacher: learnable, yet not linear."""
@@ -208,7 +208,7 @@ def tiny_layers(
     depth = positive_int(name, "depth", depth, 64)
     width, classes = 16, 4
     generator = torch.Generator().manual_seed(seed)
-    x, y = _teacher_data(generator, 2048 + 512, width, classes)
+    x, y = teacher_data(generator, 2048 + 512, width, classes)
     model = seeded(
         seed,
         lambda: nn.Sequential(
@@ -247,7 +247,7 @@ def wide_mlp(*, seed: int = 0, batch_size: int | None = None, width: int | None 
     features, classes = 1024, 10
     generator = torch.Generator().manual_seed(seed)
     train, test = 8 * batch_size, 1024
-    x, y = _teacher_data(generator, train + test, features, classes)
+    x, y = teacher_data(generator, train + test, features, classes)
     model = seeded(
         seed,
         lambda: nn.Sequential(
@@ -400,7 +400,7 @@ def many_small_params(
     classes = 2
     generator = torch.Generator().manual_seed(seed)
     train, test = 4096, 1024
-    x, y = _teacher_data(generator, train + test, features, classes)
+    x, y = teacher_data(generator, train + test, features, classes)
     # Raw features in units from 1e-2 to 1e2: the reason a per-feature scale is worth learning.
     units = 10.0 ** torch.empty(features).uniform_(-2.0, 2.0, generator=generator)
     x = x * units
@@ -450,7 +450,7 @@ def activation_hog(*, seed: int = 0, batch_size: int | None = None) -> Workload:
     features, width, bottleneck, classes = 32, 2048, 32, 10
     generator = torch.Generator().manual_seed(seed)
     train, test = 2 * batch_size, 1024
-    x, y = _teacher_data(generator, train + test, features, classes)
+    x, y = teacher_data(generator, train + test, features, classes)
     model = seeded(
         seed,
         lambda: nn.Sequential(

@@ -43,8 +43,8 @@ from pinchpoint.remedies.training import LRSchedule
 from pinchpoint.workload import Workload
 from pinchpoint.zoo import positive_int
 from pinchpoint.zoo._classify import batches, classifier, seeded
-from pinchpoint.zoo.health import _digits_workload, _mlp, digits_mlp
-from pinchpoint.zoo.planted import PerFeatureAffine, _teacher_data
+from pinchpoint.zoo.health import digits_mlp, digits_workload, stacked_mlp
+from pinchpoint.zoo.planted import PerFeatureAffine, teacher_data
 
 __all__ = [
     "HOT_INIT_SCALE",
@@ -98,7 +98,7 @@ _LOOPED_NOISE = 0.4
 
 def _kaiming_scaled_mlp(scale: float) -> nn.Sequential:
     """The deep digits MLP with every Linear weight drawn from N(0, (scale * sqrt(2/fan_in))²)."""
-    model = _mlp(64, (_HOT_INIT_WIDTH,) * _HOT_INIT_DEPTH, 10, nn.ReLU)
+    model = stacked_mlp(64, (_HOT_INIT_WIDTH,) * _HOT_INIT_DEPTH, 10, nn.ReLU)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.Linear):
@@ -107,7 +107,7 @@ def _kaiming_scaled_mlp(scale: float) -> nn.Sequential:
 
 
 def _hot_init_workload(name: str, seed: int, batch_size: int | None, scale: float) -> Workload:
-    return _digits_workload(
+    return digits_workload(
         name,
         seed,
         batch_size,
@@ -166,7 +166,7 @@ def _looped_workload(name: str, seed: int, batch_size: int | None, mistake: bool
     batch_size = positive_int(name, "batch_size", batch_size, _LOOPED_BATCH)
     features = _LOOPED_FEATURES
     generator = torch.Generator().manual_seed(seed)
-    x, y = _teacher_data(generator, _LOOPED_TRAIN + _LOOPED_TEST, features, 2)
+    x, y = teacher_data(generator, _LOOPED_TRAIN + _LOOPED_TEST, features, 2)
     # Noisy labels (a crowd-sourced set, say): the loss can fall only slowly, a mild plateau.
     flipped = torch.rand(len(y), generator=generator) < _LOOPED_NOISE
     y = torch.where(flipped, 1 - y, y)
@@ -221,7 +221,7 @@ def looped_adam_control(*, seed: int = 0, batch_size: int | None = None) -> Work
 
 
 def _warmup_workload(name: str, seed: int, batch_size: int | None, peak: float) -> Workload:
-    workload = _digits_workload(
+    workload = digits_workload(
         name,
         seed,
         batch_size,

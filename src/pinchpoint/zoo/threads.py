@@ -28,7 +28,7 @@ from pinchpoint.recorders.scheduling import usable_cores
 from pinchpoint.workload import Workload
 from pinchpoint.zoo import positive_int
 from pinchpoint.zoo._classify import batches, classifier, seeded
-from pinchpoint.zoo.planted import _teacher_data
+from pinchpoint.zoo.planted import teacher_data
 
 __all__ = ["PLANTED_THREADS", "THREADS_PER_CORE", "ResidualReLU", "oversubscribed"]
 
@@ -74,7 +74,7 @@ def oversubscribed(
     width, classes = 256, 10
     generator = torch.Generator().manual_seed(seed)
     train, test = 32 * batch_size, 1024
-    x, y = _teacher_data(generator, train + test, width, classes)
+    x, y = teacher_data(generator, train + test, width, classes)
     model = seeded(
         seed,
         lambda: nn.Sequential(

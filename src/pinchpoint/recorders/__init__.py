@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pinchpoint.recorders.clock import Clock, CudaClock, FakeClock, PerfClock
-    from pinchpoint.recorders.recorder import Recorder, move_to_device, sample_plan
+    from pinchpoint.recorders.recorder import Recorder, move_to_device
     from pinchpoint.recorders.run import profile, resolve_device
+    from pinchpoint.recorders.sampling import sample_plan
 
 __all__ = [
     "Clock",
@@ -40,7 +41,7 @@ _HOMES: dict[str, str] = {
     "move_to_device": "recorder",
     "profile": "run",
     "resolve_device": "run",
-    "sample_plan": "recorder",
+    "sample_plan": "sampling",
 }
 
 

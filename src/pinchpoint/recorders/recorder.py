@@ -27,7 +27,7 @@ phases of a step always add up to its wall time.
 Heavier instruments run on a few sampled steps right after warm-up, which are then left out of
 statistics: one step under :class:`~pinchpoint.recorders.flops.OpCounter` (FLOPs and bytes), then
 one under ``torch.profiler`` whose operators, times and memory events are kept (on a GPU after a
-profiler warm-up step; see :func:`sample_plan`).
+profiler warm-up step; see :mod:`pinchpoint.recorders.sampling`).
 
 Every step also records what ``torch.compile`` did in it (graphs compiled, compile seconds,
 graph breaks; :mod:`pinchpoint.recorders.compilation`). On a compiled model the FLOP-counting
@@ -39,20 +39,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import gc
-import os
-import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-import psutil
 import torch
 
-from pinchpoint._events import HostEvent, covered_ns, fold_events
-from pinchpoint._profile import PHASES, FlopCount, Memory, ModuleStat, Operator, Profile, Step
+from pinchpoint._profile import PHASES, FlopCount, ModuleStat, Operator, Profile, Step
 from pinchpoint.machine.facts import (
     describe_environment,
     describe_machine,
@@ -62,31 +56,19 @@ from pinchpoint.recorders.comm import describe_distributed, timer_for
 from pinchpoint.recorders.compilation import CompileMeter, batch_shapes, is_compiled
 from pinchpoint.recorders.flops import (
     OpCounter,
-    bytes_from_shapes,
-    estimate_from_tallies,
-    flops_from_shapes,
 )
 from pinchpoint.recorders.health import HealthMonitor
+from pinchpoint.recorders.memory import memory_probe, tensor_bytes
+from pinchpoint.recorders.sampling import StderrFilter, fold_profiled_step, sample_plan
 from pinchpoint.recorders.scheduling import SchedulingMeter
 from pinchpoint.workload import first_batch_size
 
-__all__ = ["Recorder", "move_to_device", "sample_plan"]
+__all__ = ["Recorder", "move_to_device"]
 
 #: torch's warning when a compiled module is called with global module hooks in place.
 _GLOBAL_HOOKS_WARNING = r"Using `torch.compile\(module\)` when there are global hooks"
 #: Output tensors per forward call that get a hook to detect the start of backward.
 _MAX_OUTPUT_HOOKS = 8
-
-
-def sample_plan(device: torch.device | str) -> tuple[str, ...]:
-    """The instruments of the steps right after warm-up, in order, on ``device``.
-
-    The profiler's own warm-up step lets CUPTI settle on a GPU; on a CPU there is nothing to
-    settle, so the profiled step follows the FLOP-counting one directly.
-    """
-    if torch.device(device).type == "cuda":
-        return ("flops", "profiler-warmup", "operators")
-    return ("flops", "operators")
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
@@ -101,71 +83,6 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, list):
         return [move_to_device(v, device) for v in batch]
     return batch
-
-
-#: Lines that torch's C++ side prints straight to stderr while the profiler runs.
-_PROFILER_NOISE = (
-    "USDT:",
-    "CPUAllocator.cpp",
-    "SyncActivityProfilerHandler",
-    "IpcFabricConfigClient",
-)
-
-
-class _StderrFilter:
-    """Capture file descriptor 2 while the profiler runs; give back every line that is not noise.
-
-    Kineto and the CPU allocator write to the descriptor directly, around Python's back, so the
-    descriptor is swapped for a temporary file and the user's own lines are written back after.
-    """
-
-    def __init__(self) -> None:
-        self._saved: int | None = None
-        self._file: Any = None
-
-    def start(self) -> None:
-        if self._saved is not None:
-            return
-        try:
-            sys.stderr.flush()
-            self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
-            self._saved = os.dup(2)
-            os.dup2(self._file.fileno(), 2)
-        except (OSError, ValueError):
-            self._saved = None
-
-    def stop(self) -> None:
-        if self._saved is None:
-            return
-        with contextlib.suppress(ValueError, OSError):
-            sys.stderr.flush()
-        os.dup2(self._saved, 2)
-        os.close(self._saved)
-        self._saved = None
-        self._file.seek(0)
-        kept = [
-            line
-            for line in self._file.read().decode(errors="replace").splitlines(keepends=True)
-            if not line.startswith(_PROFILER_NOISE) and not any(n in line for n in _PROFILER_NOISE)
-        ]
-        self._file.close()
-        if kept:
-            sys.stderr.write("".join(kept))
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _tensor_bytes(tensors: Iterable[Any]) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
 
 
 class Recorder:
@@ -258,7 +175,7 @@ class Recorder:
         self._op_tallies: dict[Any, Any] = {}
         self._profiler: Any = None
         self._profiler_scheduled = False
-        self._stderr = _StderrFilter()
+        self._stderr = StderrFilter()
         # torch.compile's graphs, compile time and graph breaks per step; the counter's and the
         # module timer's hooks are kept off a compiled model (see recorders.compilation).
         self._compile = CompileMeter()
@@ -649,7 +566,7 @@ class Recorder:
         if self._saw_backward and (self._gradients_bytes is None or sample is not None):
             # Gradient sizes change only when parameters are frozen or thawed: measure them on
             # the first backward step and on the sampled ones, not on every step.
-            grads = _tensor_bytes(p.grad for p in self._params if p.grad is not None)
+            grads = tensor_bytes(p.grad for p in self._params if p.grad is not None)
             self._gradients_bytes = max(self._gradients_bytes or 0, grads)
         if self._module_timer is not None and sample == "operators":
             self._module_times = self._module_timer.close()
@@ -701,141 +618,15 @@ class Recorder:
         self._module_bytes = {k: int(v) for k, v in counter.modules_bytes_forward.items()}
 
     def _collect_operators(self, prof: Any) -> None:
-        """Fold the profiled step's host events into operators and join FLOPs to them.
-
-        Reads Kineto's events directly: building torch's FunctionEvent objects would cost more
-        than the step itself on a small model. The cyclic garbage collector is paused meanwhile:
-        thousands of fresh lists would set it off to sweep the whole heap several times.
-        """
-        with _gc_paused():
-            self._fold_operators(prof)
-
-    def _fold_operators(self, prof: Any) -> None:
-        cpu = torch.autograd.DeviceType.CPU  # type: ignore[attr-defined]
-        host: list[HostEvent] = []
-        memory: list[tuple[int, int]] = []
-        for event in prof.profiler.kineto_results.events():
-            name = event.name()
-            if event.device_type() != cpu:
-                continue
-            if name == "[memory]":
-                memory.append((event.start_ns(), event.nbytes()))
-            elif not name.startswith("ProfilerStep"):
-                host.append(
-                    HostEvent(
-                        name=name,
-                        thread=event.start_thread_id(),
-                        start_ns=event.start_ns(),
-                        duration_ns=event.duration_ns(),
-                        shapes=event.shapes(),
-                        dtypes=event.dtypes(),
-                    )
-                )
-        counted_names = {tally.name for tally in self._op_tallies.values()}
-        operators = []
-        # The counter's operators own their children's time (see pinchpoint._events): the
-        # roofline needs FLOPs and the time they took on the same operator. A call nested in
-        # another counted call (an aten::copy_ inside aten::_to_copy) ran inside a kernel the
-        # counter saw whole: its FLOPs and bytes are that call's, so only the outermost calls
-        # are scaled from the tally (counting the nested ones too counted them twice).
-        carries = counted_names.__contains__ if self._op_tallies else None
-        for row in fold_events(host, carries):
-            calls = row.count if row.work_count is None else row.work_count
-            flops, nbytes = self._join_tally(row.name, row.shapes, row.dtypes, calls, counted_names)
-            operators.append(
-                Operator(
-                    name=row.name,
-                    count=row.count,
-                    self_s=row.self_ns / 1e9,
-                    total_s=row.total_ns / 1e9,
-                    input_shapes=row.shapes,
-                    input_dtypes=row.dtypes,
-                    flops=flops,
-                    bytes=nbytes,
-                    work_s=None if row.work_ns is None else row.work_ns / 1e9,
-                )
-            )
-        operators.sort(key=lambda o: o.self_s, reverse=True)
-        self._operators = operators
-        body = self.steps[-1].wall_s - self.steps[-1].phases.get("data", 0.0)
-        optimizer_ns, optimizer_calls = _optimizer_span(host)
-        self._coverage = {
-            "wall_s": body,
-            "covered_s": min(body, covered_ns(host) / 1e9),
-            "optimizer_s": optimizer_ns / 1e9,
-            "optimizer_calls": float(optimizer_calls),
-        }
-        if self.device.type != "cuda" and memory:
-            level = peak = 0
-            for _, delta in sorted(memory):
-                level += delta
-                peak = max(peak, level)
-            self._activation_peak = peak
-
-    def _join_tally(
-        self, name: str, shapes: list[Any], dtypes: list[str], count: int, counted_names: set[str]
-    ) -> tuple[int | None, int | None]:
-        """FLOPs and bytes for a profiler row, from the FLOP counter's step.
-
-        Rows match a tally on name and tensor shapes, scaled by call count. The profiled step may
-        see other shapes than the counted one (batches padded to their own length): then
-        matmul-family FLOPs come from torch's formulas on the profiled shapes, and other
-        operators scale from the counted step per element of their first input. An operator the
-        counter never saw (a composite like ``aten::linear``, an annotation) did its work in
-        children that carry the FLOPs, so its own are zero.
-        """
-        if not self._op_tallies:
-            return None, None
-        if name not in counted_names:
-            return 0, 0
-        key = (name, tuple(tuple(s) for s in shapes if isinstance(s, list) and s))
-        tally = self._op_tallies.get(key)
-        if tally is not None:
-            if tally.method == "unknown":
-                return None, tally.bytes * count // tally.count
-            return tally.flops * count // tally.count, tally.bytes * count // tally.count
-        same_name = [t for t in self._op_tallies.values() if t.name == name]
-        flops, nbytes = estimate_from_tallies(same_name, shapes, count)
-        exact = flops_from_shapes(name, shapes)
-        if exact is not None:
-            flops = exact * count
-        exact_bytes = bytes_from_shapes(name, shapes, dtypes)
-        if exact_bytes is not None:
-            nbytes = exact_bytes * count
-        return flops, nbytes
+        """Fold the profiled step into operators (:func:`~.sampling.fold_profiled_step`)."""
+        step = self.steps[-1]
+        body = step.wall_s - step.phases.get("data", 0.0)
+        sample = fold_profiled_step(prof, self._op_tallies, body, cuda=self.device.type == "cuda")
+        self._operators, self._coverage = sample.operators, sample.coverage
+        if sample.activation_peak is not None:
+            self._activation_peak = sample.activation_peak
 
     # ------------------------------------------------------------------------------ result
-
-    def _memory(self) -> Memory:
-        params = _tensor_bytes(self._params)
-        optimizer_state = None
-        if self.optimizer is not None:
-            optimizer_state = sum(
-                _tensor_bytes(v for v in state.values()) for state in self.optimizer.state.values()
-            )
-        process = psutil.Process()
-        peak_rss = None
-        with contextlib.suppress(ImportError, OSError):
-            import resource
-
-            scale = 1 if sys.platform == "darwin" else 1024
-            peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-        cuda = self.device.type == "cuda"
-        return Memory(
-            parameters_bytes=params,
-            gradients_bytes=self._gradients_bytes,
-            optimizer_state_bytes=optimizer_state,
-            activations_peak_bytes=self._activation_peak,
-            process_rss_bytes=int(process.memory_info().rss),
-            process_peak_rss_bytes=peak_rss,
-            device_peak_bytes=int(torch.cuda.max_memory_allocated(self.device)) if cuda else None,
-            device_capacity_bytes=(
-                int(torch.cuda.get_device_properties(self.device).total_memory) if cuda else None
-            ),
-            source="cuda"
-            if cuda
-            else ("cpu-profiler" if self._activation_peak is not None else None),
-        )
 
     def _modules(self) -> list[ModuleStat]:
         stats = []
@@ -866,7 +657,13 @@ class Recorder:
             operators=list(self._operators),
             modules=self._modules(),
             flops=self._flops,
-            memory=self._memory(),
+            memory=memory_probe(
+                self._params,
+                self.optimizer,
+                self.device,
+                gradients_bytes=self._gradients_bytes,
+                activation_peak=self._activation_peak,
+            ),
             machine=describe_machine(),
             environment=describe_environment(),
             optimizer=_optimizer_facts(self.optimizer),
@@ -883,22 +680,6 @@ class Recorder:
             },
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         )
-
-
-def _optimizer_span(events: list[HostEvent]) -> tuple[int, int]:
-    """Nanoseconds inside the optimizer's step annotations, and the ATen calls within them."""
-    spans = [
-        (e.thread, e.start_ns, e.start_ns + e.duration_ns)
-        for e in events
-        if e.name.startswith("Optimizer.step#")
-    ]
-    calls = sum(
-        1
-        for e in events
-        if e.name.startswith("aten::")
-        and any(t == e.thread and a <= e.start_ns < b for t, a, b in spans)
-    )
-    return sum(b - a for _, a, b in spans), calls
 
 
 class _ModuleTimer:

@@ -399,7 +399,7 @@ def run_length(width: int, warmup: int, steps: int, windows: int, device: str) -
     """
     planned = 0
     if width > 1:
-        from pinchpoint.recorders.recorder import sample_plan
+        from pinchpoint.recorders.sampling import sample_plan
 
         planned = len(sample_plan(_torch_device(device)))
     warm = warmup

@@ -79,6 +79,7 @@ def test_public_api_is_pinned() -> None:
         "remedies",
         "trial",
         "launch",
+        "load_result",
         "merge",
         "scale",
         "ScaleResult",

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from pinchpoint.optimizer import OptimizeResult, optimize
     from pinchpoint.recorders import Recorder, launch, merge, profile
     from pinchpoint.remedies import apply
+    from pinchpoint.results import load_result
     from pinchpoint.traces import TraceAnalysis, load_trace
     from pinchpoint.trials import Trial, trial
 
@@ -60,6 +61,7 @@ __all__ = [
     "compare",
     "diagnose",
     "launch",
+    "load_result",
     "load_trace",
     "merge",
     "optimize",
@@ -78,6 +80,7 @@ _LAZY: dict[str, str] = {
     "ScaleResult": "pinchpoint.trials.scale",
     "scale": "pinchpoint.trials.scale",
     "TraceAnalysis": "pinchpoint.traces",
+    "load_result": "pinchpoint.results",
     "load_trace": "pinchpoint.traces",
     "apply": "pinchpoint.remedies",
     "Trial": "pinchpoint.trials",

@@ -332,7 +332,7 @@ def diagnose_command(
     debug: Debug = False,
 ) -> None:
     """Find the principal bottleneck, with its evidence and the remedies that apply."""
-    from pinchpoint.targets import is_trace
+    from pinchpoint.results import is_trace
 
     if is_trace(target):
         _no_blas_threads()
@@ -475,7 +475,7 @@ def compare_command(
     debug: Debug = False,
 ) -> None:
     """Compare two runs: step time, phases, operators, kernels, findings. Exit 1 on a regression."""
-    from pinchpoint.targets import is_trace
+    from pinchpoint.results import is_trace
 
     if is_trace(a) or is_trace(b):
         _no_blas_threads()
@@ -822,7 +822,7 @@ def report_command(
     debug: Debug = False,
 ) -> None:
     """Write a self-contained HTML report of a saved result: it opens offline, in any browser."""
-    from pinchpoint.targets import is_trace
+    from pinchpoint.results import is_trace
 
     if is_trace(run):
         _no_blas_threads()

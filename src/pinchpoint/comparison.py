@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import orjson
 
+from pinchpoint import results
 from pinchpoint._io import atomic_write_bytes, read_json
 from pinchpoint._profile import PHASES, Profile
 from pinchpoint.diagnosis import Diagnosis
@@ -731,7 +732,7 @@ def _load(item: object, label: str) -> _Run:
 
 def _load_path(path: str, label: str) -> _Run:
     """The ``_Run`` of a saved result or a profiler trace at ``path``."""
-    from pinchpoint.targets import is_trace
+    from pinchpoint.results import is_trace
 
     if path.startswith("zoo:") or path.endswith(".py") or ".py:" in path:
         raise ProfileFormatError(
@@ -745,17 +746,18 @@ def _load_path(path: str, label: str) -> _Run:
 
         return _trace_run(load_trace(path).to_dict(), path)
     data = read_json(path)
-    schema = str(data.get("schema", "")) if isinstance(data, dict) else ""
-    if schema.startswith("pinchpoint.profile/"):
-        profile = Profile.from_dict(data)
+    kind = results.kind_of(data)
+    if kind == "trace":
+        return _trace_run(data, path)
+    if kind == "profile":
+        profile = results.decode(data, path)
         return _profile_run(profile, "profile", path, profile.name, None)
-    if schema.startswith("pinchpoint.diagnosis/"):
-        diagnosis = Diagnosis.from_dict(data)
+    if kind == "diagnosis":
+        diagnosis = results.decode(data, path)
         return _profile_run(
             diagnosis.profile, "diagnosis", path, diagnosis.target, diagnosis.findings
         )
-    if schema.startswith("pinchpoint.trace/"):
-        return _trace_run(data, path)
+    schema = str(data.get("schema", "")) if isinstance(data, dict) else ""
     what = f"a {schema} file" if schema else "not a pinchpoint profile, diagnosis or trace"
     raise ProfileFormatError(
         f"{label}: {path} is {what}; compare takes a saved profile, diagnosis or trace analysis "

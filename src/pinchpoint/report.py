@@ -22,12 +22,12 @@ created, so no renderer ever shows an empty one.
 from __future__ import annotations
 
 import math
-import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pinchpoint import results
 from pinchpoint._io import read_json
 from pinchpoint._profile import Environment, Health, Machine, Profile
 from pinchpoint.diagnosis import Diagnosis, roofline_summary
@@ -52,16 +52,6 @@ __all__ = [
     "Verdict",
     "VerdictFinding",
 ]
-
-#: The schemas a saved file may carry, and what each is.
-SCHEMAS: dict[str, str] = {
-    "pinchpoint.profile/1": "profile",
-    "pinchpoint.diagnosis/1": "diagnosis",
-    "pinchpoint.trace/1": "trace",
-    "pinchpoint.optimize/1": "optimize",
-    "pinchpoint.lr_find/1": "lr_find",
-    "pinchpoint.compare/1": "compare",
-}
 
 #: Rows kept in the operator, kernel and module tables: enough to find the culprits, few
 #: enough that the report of a large job stays small.
@@ -263,80 +253,72 @@ class Report:
 
     @classmethod
     def build(cls, result: Any) -> Report:
-        """The Report of any pinchpoint result object (or its ``to_dict`` data)."""
-        if isinstance(result, Diagnosis):
-            return from_diagnosis(result)
-        if isinstance(result, Profile):
-            return from_profile(result)
+        """The Report of any pinchpoint result object (or its ``to_dict`` data), by the builder
+        registered for its kind (:func:`register_builder`)."""
         if isinstance(result, Mapping):
             return cls.from_dict(result)
-        if _instance_of(result, "pinchpoint.traces._analysis", "TraceAnalysis"):
-            return from_trace(result)
-        if _instance_of(result, "pinchpoint.optimizer", "OptimizeResult"):
-            return from_optimize(result)
-        if _instance_of(result, "pinchpoint.lr_find", "LRFindResult"):
-            return from_lr_find(result)
-        if _instance_of(result, "pinchpoint.comparison", "Comparison"):
-            return from_comparison(result)
-        raise TypeError(
-            "a Report is built from a Profile, Diagnosis, TraceAnalysis, OptimizeResult, "
-            f"LR range test or Comparison, not {type(result).__name__}"
-        )
+        kind = results.kind_of(result)
+        builder = BUILDERS.get(kind) if kind else None
+        if builder is None:
+            raise TypeError(f"a Report is built from {_buildable()}, not {type(result).__name__}")
+        return builder(result)
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "the data") -> Report:
         """The Report of a saved result's JSON, recognised by its ``schema`` field."""
         schema = data.get("schema") if isinstance(data, Mapping) else None
-        kind = SCHEMAS.get(str(schema))
-        if kind is None:
-            found = f"schema {schema!r}" if schema else "no pinchpoint schema field"
+        found = results.result_type(schema)
+        if found is None:
+            shown = f"schema {schema!r}" if schema else "no pinchpoint schema field"
             raise ProfileFormatError(
-                f"{source} is not a saved pinchpoint result ({found}; expected a profile, "
-                "diagnosis, trace analysis, optimize result, LR range test or comparison)"
+                f"{source} is not a saved pinchpoint result ({shown}; expected {_buildable()})"
             )
-        if kind == "profile":
-            return from_profile(Profile.from_dict(data))
-        if kind == "diagnosis":
-            return from_diagnosis(Diagnosis.from_dict(data))
-        if kind == "lr_find":
-            from pinchpoint.lr_find import LRFindResult
-
-            return from_lr_find(LRFindResult.from_dict(data))
-        if kind == "compare":
-            from pinchpoint.comparison import Comparison
-
-            try:
-                comparison = Comparison.from_dict(data)
-            except ProfileFormatError as exc:
-                raise ProfileFormatError(f"{source}: {exc}") from exc
-            return from_comparison(comparison)
-        try:
-            return from_trace(data) if kind == "trace" else from_optimize(data)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        builder = BUILDERS.get(found.kind)
+        if builder is None:
             raise ProfileFormatError(
-                f"{source}: broken pinchpoint {kind} result: {type(exc).__name__}: {exc}"
+                f"{source} is {found.what}, which has no report (one is made of {_buildable()})"
+            )
+        result = found.decode(data, source)
+        try:
+            return builder(result)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            if found.decoder is not None:
+                raise
+            raise ProfileFormatError(
+                f"{source}: broken pinchpoint {found.kind} result: {type(exc).__name__}: {exc}"
             ) from exc
 
     @classmethod
     def load(cls, path: str | Path) -> Report:
         """The Report of a saved result file (a comparison's too), an ``optimize`` output
-        folder, or a trace."""
+        folder, or a trace (see :func:`pinchpoint.results.load_result`)."""
         path = Path(path)
         if path.is_dir() and (path / "optimize.json").is_file():
             path = path / "optimize.json"
-        from pinchpoint.targets import is_trace
+        from pinchpoint.results import is_trace
 
         if is_trace(str(path)):
-            from pinchpoint.traces import load_trace
-
-            return from_trace(load_trace(path))
+            return cls.build(results.load_result(path))
         return cls.from_dict(read_json(path), source=str(path))
 
 
-def _instance_of(value: Any, module: str, name: str) -> bool:
-    """isinstance without importing ``module``: no object of its class exists until it is."""
-    loaded = sys.modules.get(module)
-    return loaded is not None and isinstance(value, getattr(loaded, name))
+#: The report builder of each result kind (:mod:`pinchpoint.results`); filled at the end of
+#: this module, and by :func:`register_builder` for a new result type.
+BUILDERS: dict[str, Callable[[Any], Report]] = {}
+
+
+def register_builder(kind: str, builder: Callable[[Any], Report]) -> None:
+    """Make ``builder`` the report of results of ``kind`` (the object or its saved mapping)."""
+    if kind not in {t.kind for t in results.types()}:
+        raise ValueError(f"no result type {kind!r} is registered in pinchpoint.results")
+    BUILDERS[kind] = builder
+
+
+def _buildable() -> str:
+    names = [
+        t.what.removeprefix("an ").removeprefix("a ") for t in results.types() if t.kind in BUILDERS
+    ]
+    return "a " + ", ".join(names[:-1]) + " or " + names[-1]
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -2084,3 +2066,14 @@ def _runs_section(c: Comparison) -> Section | None:
         rows,
     )
     return _section("runs", "The two runs", tables=[table])
+
+
+for _kind, _builder in (
+    ("profile", from_profile),
+    ("diagnosis", from_diagnosis),
+    ("trace", from_trace),
+    ("optimize", from_optimize),
+    ("lr_find", from_lr_find),
+    ("compare", from_comparison),
+):
+    register_builder(_kind, _builder)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pinchpoint import results
 from pinchpoint._io import read_json
 from pinchpoint._profile import Profile
 from pinchpoint.errors import PinchpointError, WorkloadError
@@ -22,7 +23,7 @@ from pinchpoint.workload import Workload
 if TYPE_CHECKING:
     from pinchpoint.traces import TraceAnalysis
 
-__all__ = ["DEFAULT_FUNCTION", "is_trace", "load_target", "load_workload", "split_target"]
+__all__ = ["DEFAULT_FUNCTION", "load_target", "load_workload", "split_target"]
 
 #: The function a workload file is expected to define when the target names none.
 DEFAULT_FUNCTION = "workload"
@@ -88,7 +89,7 @@ def load_workload(target: str, **options: Any) -> Workload:
 def load_target(target: str, **options: Any) -> Workload | Profile | TraceAnalysis:
     """A Workload; a Profile for a saved profile or diagnosis (``.json``); a TraceAnalysis
     for a profiler trace file (``.json``, ``.json.gz``) or a folder of them."""
-    if is_trace(target):
+    if results.is_trace(target):
         from pinchpoint.traces import load_trace
 
         return load_trace(target)
@@ -97,34 +98,10 @@ def load_target(target: str, **options: Any) -> Workload | Profile | TraceAnalys
     return load_workload(target, **options)
 
 
-def is_trace(target: str) -> bool:
-    """Whether ``target`` names a profiler trace: a folder, a ``.json.gz``, or a ``.json`` with
-    a ``traceEvents`` array (or a bare array of events) that is not one of pinchpoint's own
-    files (those carry a ``pinchpoint.`` schema up front)."""
-    if target.startswith("zoo:"):
-        return False
-    path = Path(target)
-    if path.is_dir():
-        return True
-    name = path.name.lower()
-    if name.endswith(".json.gz"):
-        return True
-    if not name.endswith(".json") or not path.is_file():
-        return False
-    try:
-        with path.open("rb") as f:
-            head = f.read(1 << 20)  # Kineto's metadata before traceEvents can run to kilobytes
-    except OSError:
-        return False
-    if b'"pinchpoint.' in head[:4096]:
-        return False
-    return head.lstrip()[:1] == b"[" or b'"traceEvents"' in head
-
-
 def load_profile_json(path: str) -> Profile:
     """The Profile in a saved profile or diagnosis JSON file."""
     data = read_json(path)
-    if isinstance(data, dict) and str(data.get("schema", "")).startswith("pinchpoint.diagnosis/"):
+    if results.kind_of(data) == "diagnosis":
         data = data.get("profile")
     return Profile.from_dict(data)
 

@@ -84,7 +84,7 @@ def _optimizer(name: str, params: Any, lr: float, **options: Any) -> Any:
 
 def _mlp(features: int, widths: list[int], classes: int, activation: Callable[[], Any]) -> Any:
     """The zoo's plain MLP: ``Linear`` then ``activation()`` per hidden width, a ``Linear`` head."""
-    from pinchpoint.zoo.health import _mlp as mlp
+    from pinchpoint.zoo.health import stacked_mlp as mlp
 
     return mlp(features, tuple(widths), classes, activation)
 
@@ -93,9 +93,9 @@ def _digits_classifier(v: Variant, model_factory: Callable[[], Any], data: Any =
     import torch
 
     from pinchpoint.zoo._classify import batches, classifier, seeded
-    from pinchpoint.zoo.health import _digits
+    from pinchpoint.zoo.health import digits_split
 
-    train_x, train_y, test_x, test_y = _digits()
+    train_x, train_y, test_x, test_y = digits_split()
     generator = torch.Generator().manual_seed(v.seed)
     model = seeded(v.seed, model_factory)
     if data is None:
@@ -123,7 +123,7 @@ def build_input_bound(v: Variant) -> Any:
     from torch.utils.data import DataLoader, TensorDataset
 
     from pinchpoint.zoo._classify import classifier, seeded
-    from pinchpoint.zoo.planted import _jitter_collate
+    from pinchpoint.zoo.planted import jitter_collate
 
     digits = load_digits()
     images = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)
@@ -135,7 +135,7 @@ def build_input_bound(v: Variant) -> Any:
         shuffle=True,
         drop_last=True,
         generator=torch.Generator().manual_seed(v.seed),
-        collate_fn=_jitter_collate(random.Random(v.seed), noise=v.extra),
+        collate_fn=jitter_collate(random.Random(v.seed), noise=v.extra),
         num_workers=0,
     )
     return classifier(
@@ -151,9 +151,9 @@ def build_input_bound(v: Variant) -> Any:
 def _teacher(seed: int, samples: int, features: int, classes: int) -> Any:
     import torch
 
-    from pinchpoint.zoo.planted import _teacher_data
+    from pinchpoint.zoo.planted import teacher_data
 
-    return _teacher_data(torch.Generator().manual_seed(seed), samples, features, classes)
+    return teacher_data(torch.Generator().manual_seed(seed), samples, features, classes)
 
 
 def _teacher_classifier(
@@ -338,10 +338,10 @@ def build_saturated_activations(v: Variant) -> Any:
     from torch import nn
 
     from pinchpoint.zoo._classify import batches, classifier, seeded
-    from pinchpoint.zoo.health import _split
+    from pinchpoint.zoo.health import stratified_split
 
     cancer = load_breast_cancer()
-    train_x, train_y, test_x, test_y = _split(cancer.data, cancer.target)
+    train_x, train_y, test_x, test_y = stratified_split(cancer.data, cancer.target)
     model = seeded(v.seed, lambda: _mlp(30, [v.width] * v.depth, 2, nn.Tanh))
     return classifier(
         "matrix-saturated_activations",
@@ -357,10 +357,10 @@ def build_loss_plateau(v: Variant) -> Any:
     """A healthy MLP fed images and labels shuffled independently: nothing to learn."""
     from torch import nn
 
-    from pinchpoint.zoo.health import _unpaired_batches
+    from pinchpoint.zoo.health import unpaired_batches
 
     def data(x: Any, y: Any, generator: Any) -> Any:
-        return _unpaired_batches(x, y, v.batch_size, 4, generator)
+        return unpaired_batches(x, y, v.batch_size, 4, generator)
 
     return _digits_classifier(v, lambda: _mlp(64, _tapered(v), 10, nn.ReLU), data)
 

@@ -246,7 +246,7 @@ def _digits(slow: bool) -> Any:
     from torch.utils.data import DataLoader
 
     from pinchpoint import zoo
-    from pinchpoint.zoo.planted import _jitter_collate
+    from pinchpoint.zoo.planted import jitter_collate
 
     workload = dataclasses.replace(zoo.get("digits-cnn", seed=0), threads=1)
     if slow:
@@ -256,7 +256,7 @@ def _digits(slow: bool) -> Any:
             shuffle=True,
             drop_last=True,
             generator=torch.Generator().manual_seed(0),
-            collate_fn=_jitter_collate(random.Random(0)),
+            collate_fn=jitter_collate(random.Random(0)),
         )
     return workload
 

@@ -238,7 +238,7 @@ def test_no_trace_point_sits_above_its_roof(peaks: Peaks) -> None:
 
 
 def test_the_report_draws_the_cache_roof_its_points_sit_under() -> None:
-    from pinchpoint.report import _roofline_section
+    from pinchpoint.report.profile import _roofline_section
 
     point = {"name": "aten::relu", "intensity_flops_per_byte": 0.1, "achieved_flops_per_s": 3e9}
     summary = {"peak_flops_per_s": 100e9, "bandwidth_bytes_per_s": 10e9, "modules": []}

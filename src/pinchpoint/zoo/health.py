@@ -85,7 +85,7 @@ _Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 # --- shared pieces ------------------------------------------------------------------------------
 
 
-def _split(features: Any, labels: Any) -> _Split:
+def stratified_split(features: Any, labels: Any) -> _Split:
     """A fixed stratified split of numpy ``features`` and ``labels`` into float32/long tensors."""
     from sklearn.model_selection import train_test_split
 
@@ -100,13 +100,13 @@ def _split(features: Any, labels: Any) -> _Split:
     return x[train_idx], y[train_idx], x[test_idx], y[test_idx]
 
 
-def _digits() -> _Split:
+def digits_split() -> _Split:
     """scikit-learn's 8x8 digits as 64 pixels in [0, 1]: train x, train y, test x, test y."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     # Pixels are integers 0..16; dividing by 16 puts them in [0, 1], as a careful user would.
-    return _split(digits.data / 16.0, digits.target)
+    return stratified_split(digits.data / 16.0, digits.target)
 
 
 def stacked_mlp(
@@ -137,7 +137,7 @@ def digits_workload(
 ) -> Workload:
     """A classifier Workload on the digits: ``model_factory`` seeded, batches of the train split."""
     batch_size = positive_int(name, "batch_size", batch_size, _DEFAULT_BATCH)
-    train_x, train_y, test_x, test_y = _digits()
+    train_x, train_y, test_x, test_y = digits_split()
     generator = torch.Generator().manual_seed(seed)
     model = seeded(seed, model_factory)
     return classifier(
@@ -329,7 +329,7 @@ def saturated_tanh(*, seed: int = 0, batch_size: int | None = None) -> Workload:
     batch_size = positive_int(name, "batch_size", batch_size, _DEFAULT_BATCH)
     cancer = load_breast_cancer()
     # The mistake: the raw features go in as they are, never standardized.
-    train_x, train_y, test_x, test_y = _split(cancer.data, cancer.target)
+    train_x, train_y, test_x, test_y = stratified_split(cancer.data, cancer.target)
     generator = torch.Generator().manual_seed(seed)
     model = seeded(seed, lambda: stacked_mlp(30, (64,), 2, nn.Tanh))
     return classifier(
@@ -350,7 +350,7 @@ def saturated_tanh(*, seed: int = 0, batch_size: int | None = None) -> Workload:
 PLATEAU_EPOCHS = 24
 
 
-def _unpaired_batches(
+def unpaired_batches(
     x: torch.Tensor, y: torch.Tensor, batch_size: int, epochs: int, generator: torch.Generator
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``epochs`` epochs of batches in which images and labels are shuffled independently.
@@ -382,13 +382,13 @@ def plateau(*, seed: int = 0, batch_size: int | None = None) -> Workload:
     """
     name = "plateau"
     batch_size = positive_int(name, "batch_size", batch_size, _DEFAULT_BATCH)
-    train_x, train_y, test_x, test_y = _digits()
+    train_x, train_y, test_x, test_y = digits_split()
     generator = torch.Generator().manual_seed(seed)
     model = seeded(seed, digits_mlp)
     return classifier(
         name,
         model,
-        _unpaired_batches(train_x, train_y, batch_size, PLATEAU_EPOCHS, generator),
+        unpaired_batches(train_x, train_y, batch_size, PLATEAU_EPOCHS, generator),
         torch.optim.Adam(model.parameters(), lr=1e-3),
         (test_x, test_y),
         "digits MLP 64-128-64-10, Adam lr 1e-3, fed images and labels shuffled by two "

@@ -86,7 +86,7 @@ def teacher_data(
 # --- slow-collate: input_bound ------------------------------------------------------------------
 
 
-def _jitter_collate(
+def jitter_collate(
     rng: random.Random, noise: float = 0.05
 ) -> Callable[[Sequence[tuple[torch.Tensor, torch.Tensor]]], tuple[torch.Tensor, torch.Tensor]]:
     """A collate_fn that augments each image pixel by pixel in Python, as users first write it.
@@ -153,7 +153,7 @@ def slow_collate(*, seed: int = 0, batch_size: int | None = None) -> Workload:
         shuffle=True,
         drop_last=len(train_idx) >= batch_size,
         generator=torch.Generator().manual_seed(seed),
-        collate_fn=_jitter_collate(random.Random(seed)),
+        collate_fn=jitter_collate(random.Random(seed)),
         num_workers=0,
     )
     return classifier(

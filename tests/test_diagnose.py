@@ -12,6 +12,7 @@ import pytest
 
 import pinchpoint
 from pinchpoint import zoo
+from pinchpoint.analyzers.roofline import faster_precisions
 from pinchpoint.finding import RUNTIME_KINDS
 from pinchpoint.zoo.planted import PLANTED
 
@@ -24,7 +25,15 @@ def test_planted_bottleneck_is_the_principal_finding(name: str) -> None:
     assert kinds, "a planted bottleneck must be found"
     assert kinds[0] == PLANTED[name], f"{name}: {kinds}"
     principal = diagnosis.findings[0]
-    assert principal.severity in ("high", "medium")
+    profile = diagnosis.profile
+    if principal.kind == "compute_bound" and not faster_precisions(
+        profile.machine.peaks, inference=profile.mode == "infer"
+    ):
+        # No precision measured faster than fp32 here (an AVX2-only CPU): only the tenth left to
+        # other remedies can be saved, so the principal finding is low.
+        assert principal.severity == "low" and principal.saving_share < 0.15
+    else:
+        assert principal.severity in ("high", "medium")
     assert principal.evidence and principal.remedies
 
 

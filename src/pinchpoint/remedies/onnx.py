@@ -19,10 +19,12 @@ import dataclasses
 import importlib
 import logging
 import os
+import platform
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pinchpoint.errors import WorkloadError
@@ -260,6 +262,20 @@ def _check_export(module: Any, batch: Any, expected: list[torch.Tensor], name: s
             )
 
 
+def _saturates_u8s8() -> bool:
+    """Whether this CPU is an x86-64 without VNNI, where ONNX Runtime's u8 x s8 products add in
+    pairs into int16 and saturate: its documentation advises 7-bit weights (``reduce_range``)
+    there. On an AVX2-only AMD EPYC, full-range int8 gave a 3-layer GELU MLP's outputs cosine
+    0.986 to fp32's."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return not any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
 def _quantize_int8(source: str, target: str) -> None:
     """ONNX Runtime's dynamic quantization of ``source`` with signed int8 weights."""
     quantization = importlib.import_module("onnxruntime.quantization")
@@ -272,7 +288,12 @@ def _quantize_int8(source: str, target: str) -> None:
     root.addHandler(quiet)
     root.setLevel(logging.ERROR)
     try:
-        quantization.quantize_dynamic(source, target, weight_type=quantization.QuantType.QInt8)
+        quantization.quantize_dynamic(
+            source,
+            target,
+            weight_type=quantization.QuantType.QInt8,
+            reduce_range=_saturates_u8s8(),
+        )
     finally:
         root.setLevel(level)
         root.removeHandler(quiet)

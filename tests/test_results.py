@@ -61,7 +61,13 @@ def test_load_result_analyses_a_trace_and_reads_its_saved_analysis(tmp_path: Pat
 def test_bad_files_fail_in_one_line_naming_the_file(tmp_path: Path) -> None:
     not_ours = tmp_path / "other.json"
     not_ours.write_text('{"schema": "someone.else/1"}')
-    with pytest.raises(ProfileFormatError, match=r"other\.json is not a saved pinchpoint result"):
+    with pytest.raises(
+        ProfileFormatError,
+        match=(
+            r"other\.json is not a saved pinchpoint result .*expected a profile, diagnosis, .*"
+            r" or scaling measurement\)"
+        ),
+    ):
         pinchpoint.load_result(not_ours)
     broken = tmp_path / "broken.json"
     data = orjson.loads(SAVED_DIAGNOSIS.read_bytes())

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -30,9 +30,11 @@ __all__ = [
     "decode",
     "is_trace",
     "kind_of",
+    "listing",
     "load_result",
     "register",
     "result_type",
+    "saved_path",
     "types",
 ]
 
@@ -66,6 +68,11 @@ class ResultType:
     name: str
     what: str
     decoder: str | None = "from_dict"
+
+    @property
+    def noun(self) -> str:
+        """:attr:`what` without its article: ``trace analysis``."""
+        return self.what.partition(" ")[2]
 
     @property
     def family(self) -> str:
@@ -131,14 +138,20 @@ def load_result(path: str | Path) -> Any:
         ProfileFormatError: on one line, for a missing file, a file that is not JSON, a JSON file
             that is not a pinchpoint result, or a broken one.
     """
-    path = Path(path)
-    if path.is_dir() and (path / "optimize.json").is_file():
-        path = path / "optimize.json"
+    path = saved_path(path)
     if is_trace(str(path)):
         from pinchpoint.traces import load_trace
 
         return load_trace(path)
     return decode(read_json(path), source=str(path))
+
+
+def saved_path(path: str | Path) -> Path:
+    """The file a result is read from: ``path``, or the ``optimize.json`` of an optimize folder."""
+    path = Path(path)
+    if path.is_dir() and (path / "optimize.json").is_file():
+        return path / "optimize.json"
+    return path
 
 
 def is_trace(target: str) -> bool:
@@ -172,14 +185,16 @@ def decode(data: Any, source: str = "the data") -> Any:
     if found is None:
         shown = f"schema {schema!r}" if schema else "no pinchpoint schema field"
         raise ProfileFormatError(
-            f"{source} is not a saved pinchpoint result ({shown}; expected {_listing()})"
+            f"{source} is not a saved pinchpoint result ({shown}; expected {listing(types())})"
         )
     return found.decode(data, source)
 
 
-def _listing() -> str:
-    names = [t.what.removeprefix("a ").removeprefix("an ") for t in _TYPES.values()]
-    return ", ".join(names[:-1]) + " or " + names[-1]
+def listing(kinds: Iterable[ResultType]) -> str:
+    """The kinds in a reader's words: ``a profile, diagnosis or trace analysis``."""
+    chosen = list(kinds)
+    words = [chosen[0].what] + [t.noun for t in chosen[1:]]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
 # The result types, in the order messages list them: kind, schema, class, what, decoder.

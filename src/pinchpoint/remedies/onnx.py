@@ -16,6 +16,7 @@ file and are not supported. Needs ``pip install 'pinchpoint[optimize]'``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import logging
 import os
@@ -262,6 +263,7 @@ def _check_export(module: Any, batch: Any, expected: list[torch.Tensor], name: s
             )
 
 
+@functools.cache
 def _saturates_u8s8() -> bool:
     """Whether this CPU is an x86-64 without VNNI, where ONNX Runtime's u8 x s8 products add in
     pairs into int16 and saturate: its documentation advises 7-bit weights (``reduce_range``)

@@ -209,12 +209,8 @@ class Report:
     def load(cls, path: str | Path) -> Report:
         """The Report of a saved result file (a comparison's too), an ``optimize`` output
         folder, or a trace (see :func:`pinchpoint.results.load_result`)."""
-        path = Path(path)
-        if path.is_dir() and (path / "optimize.json").is_file():
-            path = path / "optimize.json"
-        from pinchpoint.results import is_trace
-
-        if is_trace(str(path)):
+        path = results.saved_path(path)
+        if results.is_trace(str(path)):
             return cls.build(results.load_result(path))
         return cls.from_dict(read_json(path), source=str(path))
 
@@ -232,7 +228,4 @@ def register_builder(kind: str, builder: Callable[[Any], Report]) -> None:
 
 
 def _buildable() -> str:
-    names = [
-        t.what.removeprefix("an ").removeprefix("a ") for t in results.types() if t.kind in BUILDERS
-    ]
-    return "a " + ", ".join(names[:-1]) + " or " + names[-1]
+    return results.listing(t for t in results.types() if t.kind in BUILDERS)

@@ -267,7 +267,7 @@ def test_a_trace_profile_with_its_device_timeline_round_trips() -> None:
     from pinchpoint.traces import load_trace
 
     trace = Path(__file__).parent / "data" / "traces" / "a100_nccl_rank0.json.gz"
-    profile = load_trace(trace, workers=1).profiles()[0]
+    profile = load_trace(trace, workers=1).profile
     assert profile.device_timeline is not None
     assert profile.device_timeline.kernels == 2516
     again = Profile.from_json(profile.to_json())

@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 
 from helpers import run_cli
 from pinchpoint.errors import PinchpointError, TraceFormatError
-from pinchpoint.traces import load_trace
+from pinchpoint.traces import TraceAnalysis, load_trace
+from pinchpoint.traces._format import rank_row
 from pinchpoint.traces._parse import OTHER, parse_trace_bytes, read_trace
 from pinchpoint.traces._rank import summarize_rank
 
@@ -34,6 +35,11 @@ TRACES = Path(__file__).parent / "data" / "traces"
 TWO_RANKS = TRACES / "two_ranks_a"
 V100 = TRACES / "v100_single_rank.json.gz"
 CPU_OPS = TRACES / "cpu_ops_only.json.gz"
+
+
+def _rows(analysis: TraceAnalysis) -> list[dict[str, Any]]:
+    """The analysis's ranks as the ``pinchpoint.trace/1`` file writes them."""
+    return list(analysis.to_dict()["ranks"])
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], message: str) -> None:
@@ -76,7 +82,7 @@ def analyse(tmp_path: Path, raw: bytes, name: str = "trace.json") -> Any:
 def test_the_good_trace_is_analysed_with_full_confidence(tmp_path: Path) -> None:
     analysis = analyse(tmp_path, trace_bytes())
     assert analysis.confidence == "full"
-    (row,) = analysis.ranks
+    (row,) = _rows(analysis)
     assert [s["wall_s"] for s in row["steps"]] == pytest.approx([100e-6, 100e-6])
     assert row["steps"][0]["phases"]["optimizer"] == pytest.approx(20e-6)
 
@@ -111,7 +117,7 @@ def test_input_without_a_trace_is_one_clear_error(
 
 
 def test_a_pinchpoint_profile_is_not_a_trace(tmp_path: Path) -> None:
-    profile = load_trace(CPU_OPS, workers=1).profiles()[0].save(tmp_path / "run.json")
+    profile = load_trace(CPU_OPS, workers=1).profile.save(tmp_path / "run.json")
     assert b'"schema": "pinchpoint.profile/1"' in profile.read_bytes()
     with pytest.raises(TraceFormatError, match="no 'traceEvents' array"):
         load_trace(profile, workers=1)
@@ -181,7 +187,7 @@ def test_a_gzip_cut_in_half_keeps_every_event_before_the_cut(tmp_path: Path) -> 
 
     analysis = load_trace(path, workers=1)
     assert analysis.confidence == "reduced"
-    (row,) = analysis.ranks
+    (row,) = _rows(analysis)
     assert any("truncated" in i for i in row["issues"])
     assert [s["index"] for s in row["steps"]] == [101, 102, 103, 104, 105]
     assert row["gpu"]["compute_share"] > 0.9
@@ -246,8 +252,8 @@ def test_an_event_with_a_bad_time_is_skipped_and_counted(tmp_path: Path, bad: An
     assert table.issues == ["1 events with missing or malformed fields were skipped"]
     analysis = analyse(tmp_path, trace_bytes(bad))
     assert analysis.confidence == "reduced"
-    assert analysis.ranks[0]["issues"] == table.issues
-    assert [s["wall_s"] for s in analysis.ranks[0]["steps"]] == pytest.approx([100e-6, 100e-6])
+    assert _rows(analysis)[0]["issues"] == table.issues
+    assert [s["wall_s"] for s in _rows(analysis)[0]["steps"]] == pytest.approx([100e-6, 100e-6])
 
 
 def test_a_name_that_is_a_number_is_kept_as_text() -> None:
@@ -275,7 +281,7 @@ def test_ids_beyond_64_bits_are_dropped_and_counted(tmp_path: Path, field: str, 
     assert table.issues == ["1 ids beyond 64 bits were ignored"]
     analysis = analyse(tmp_path, trace_bytes(launch, kernel))
     assert analysis.confidence == "reduced"
-    assert "1 ids beyond 64 bits were ignored" in analysis.ranks[0]["issues"]
+    assert "1 ids beyond 64 bits were ignored" in _rows(analysis)[0]["issues"]
 
 
 def utf8_damaged_trace() -> bytes:
@@ -326,7 +332,7 @@ def test_invalid_utf8_in_any_string_is_replaced_and_every_event_kept(
 def test_a_trace_with_invalid_utf8_is_analysed_with_reduced_confidence(tmp_path: Path) -> None:
     analysis = analyse(tmp_path, utf8_damaged_trace())
     assert analysis.confidence == "reduced"
-    assert "5 strings held invalid UTF-8, replaced with U+FFFD" in analysis.ranks[0]["issues"]
+    assert "5 strings held invalid UTF-8, replaced with U+FFFD" in _rows(analysis)[0]["issues"]
     orjson.dumps(analysis.to_dict())
 
 
@@ -345,7 +351,7 @@ def test_an_empty_event_list_is_a_reduced_analysis(tmp_path: Path) -> None:
         assert len(table) == 0 and table.issues == ["the trace holds no events"]
         analysis = analyse(tmp_path, raw)
         assert analysis.confidence == "reduced"
-        (row,) = analysis.ranks
+        (row,) = _rows(analysis)
         assert row["gpu"] is None and row["steps"] == [] and analysis.findings == []
 
 
@@ -354,7 +360,7 @@ def test_the_json_array_format_is_a_trace(tmp_path: Path) -> None:
     as_array = analyse(tmp_path, orjson.dumps(doc["traceEvents"]), "rank-3.json")
     as_object = load_trace(CPU_OPS, workers=1)
     assert as_array.confidence == "full"
-    (row,), (reference,) = as_array.ranks, as_object.ranks
+    (row,), (reference,) = _rows(as_array), _rows(as_object)
     assert row["rank"] == 3 and row["rank_source"] == "file name"  # no distributedInfo
     assert row["steps"] == reference["steps"]
     assert row["operators"] == reference["operators"]
@@ -374,8 +380,8 @@ def test_two_files_claiming_one_rank_get_no_straggler_test(tmp_path: Path) -> No
         "no straggler test: the files do not come from one job",
     ]
     assert analysis.stragglers is None and analysis.to_dict()["straggler_test"] is None
-    assert [r["rank"] for r in analysis.ranks] == [0, 0]
-    for row in analysis.ranks:  # the per-rank analyses still ran
+    assert [r["rank"] for r in _rows(analysis)] == [0, 0]
+    for row in _rows(analysis):  # the per-rank analyses still ran
         assert row["gpu"]["idle_share"] == pytest.approx(0.5356, abs=1e-4)
     assert "communication_bound" in [f.kind for f in analysis.findings]
 
@@ -392,7 +398,7 @@ def test_files_of_different_world_sizes_get_no_straggler_test(tmp_path: Path) ->
         "no straggler test: the files do not come from one job",
     ]
     assert analysis.stragglers is None and analysis.confidence == "reduced"
-    assert [r["gpu"]["idle_share"] for r in analysis.ranks] == pytest.approx(
+    assert [r["gpu"]["idle_share"] for r in _rows(analysis)] == pytest.approx(
         [0.5356, 0.5472], abs=1e-4
     )
 
@@ -404,9 +410,9 @@ def test_a_non_trace_json_among_traces_is_skipped(tmp_path: Path) -> None:
     assert analysis.confidence == "reduced"
     (issue,) = analysis.issues
     assert issue.startswith("skipped ") and "notes.json: not a trace" in issue
-    assert [r["rank"] for r in analysis.ranks] == [0, 1]
+    assert [r["rank"] for r in _rows(analysis)] == [0, 1]
     assert analysis.stragglers is not None and analysis.stragglers.ranks == 2
-    assert analysis.ranks[1]["gpu"]["idle_share"] == pytest.approx(0.5472, abs=1e-4)
+    assert _rows(analysis)[1]["gpu"]["idle_share"] == pytest.approx(0.5472, abs=1e-4)
 
 
 # --- bugs found in src and fixed: each of these crashed or lost data before ---
@@ -443,7 +449,7 @@ ZERO_KERNEL = [
 
 def test_device_events_of_zero_duration_do_not_crash() -> None:
     doc = {"traceEvents": ZERO_KERNEL}
-    summary = summarize_rank(parse_trace_bytes(orjson.dumps(doc)), "rank-0.json")
+    summary = rank_row(summarize_rank(parse_trace_bytes(orjson.dumps(doc)), "rank-0.json"))
     assert summary["gpu"] is None or summary["gpu"]["busy_s"] == 0
 
 
@@ -455,7 +461,9 @@ def test_a_huge_step_number_does_not_break_the_json(tmp_path: Path) -> None:
 
 def test_an_event_ending_beyond_int64_nanoseconds_is_not_a_crash() -> None:
     step = x("ProfilerStep#1", 8.9e15, 8.9e15, cat="user_annotation")
-    summarize_rank(parse_trace_bytes(orjson.dumps({"traceEvents": [step]})), "rank-0.json")
+    rank_row(
+        summarize_rank(parse_trace_bytes(orjson.dumps({"traceEvents": [step]})), "rank-0.json")
+    )
 
 
 # --- fuzzing the parser ---------------------------------------------------------------------------
@@ -543,7 +551,7 @@ def test_the_parser_survives_mutations(raw: bytes) -> None:
         return
     assert table.events_read >= len(table)
     assert (table.dur_ns >= 0).all()
-    summary = summarize_rank(table, "rank-1.json")
+    summary = rank_row(summarize_rank(table, "rank-1.json"))
     orjson.dumps(summary)  # plain JSON: the map's output crosses processes and machines
     for step in summary["steps"]:
         assert sum(step["phases"].values()) == pytest.approx(step["wall_s"], rel=1e-9, abs=1e-12)
@@ -551,7 +559,7 @@ def test_the_parser_survives_mutations(raw: bytes) -> None:
 
 def test_the_fuzz_base_is_a_whole_trace() -> None:
     """The mutations start from a trace that uses every part of the analysis."""
-    summary = summarize_rank(parse_trace_bytes(FUZZ_RAW), "rank-1.json")
+    summary = rank_row(summarize_rank(parse_trace_bytes(FUZZ_RAW), "rank-1.json"))
     assert summary["issues"] == [] and summary["rank"] == 1
     assert [s["index"] for s in summary["steps"]] == [1, 2, 3]
     assert summary["steps"][1]["phases"]["transfer"] == pytest.approx(2e-6)  # the copy's 2 µs

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import gzip
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,11 @@ from hypothesis import strategies as st
 
 import pinchpoint
 from helpers import run_cli
+from pinchpoint import Profile
+from pinchpoint.results import load_result
 from pinchpoint.stragglers import StragglerReport
 from pinchpoint.traces import SCHEMA, TraceAnalysis, analyze_file, combine, load_trace
+from pinchpoint.traces._format import rank_row
 from pinchpoint.traces._parse import EventTable, parse_trace_bytes, read_trace
 from pinchpoint.traces._rank import summarize_rank
 
@@ -61,7 +65,7 @@ def test_the_corpus_is_what_the_readme_lists() -> None:
 def test_every_corpus_trace_loads_and_analyses(name: str) -> None:
     analysis = load_trace(TRACES / name, workers=1)
     assert analysis.ranks, name
-    assert all("error" not in r for r in analysis.ranks)
+    assert all(r.trace is not None and r.trace.file for r in analysis.ranks)
     assert analysis.issues == []  # nothing was skipped or repaired at the job level
     data = analysis.to_dict()
     assert data["schema"] == SCHEMA
@@ -110,13 +114,13 @@ def test_cpu_ops_only_step_is_split_into_every_training_phase() -> None:
 
 def test_cpu_only_rank_34_comes_from_distributed_info() -> None:
     (row,) = load_trace(TRACES / "cpu_only_rank34.json.gz", workers=1).ranks
-    assert row["rank"] == 34
-    assert row["world_size"] == 300
-    assert row["steps"][0]["wall_s"] == pytest.approx(0.210109162, abs=1e-9)
+    assert row.rank == 34 and row.trace is not None
+    assert row.trace.world_size == 300 and row.trace.rank_source == "distributedInfo"
+    assert row.steps[0].wall_s == pytest.approx(0.210109162, abs=1e-9)
 
 
 def test_old_category_names_still_give_a_gpu_breakdown() -> None:
-    (row,) = load_trace(TRACES / "inference_old_categories.json.gz", workers=1).ranks
+    (row,) = load_trace(TRACES / "inference_old_categories.json.gz", workers=1).to_dict()["ranks"]
     gpu = row["gpu"]
     assert gpu is not None and row["device"]["kind"] == "cuda"
     assert gpu["kernels"]["count"] > 0
@@ -135,7 +139,7 @@ def test_old_category_names_still_give_a_gpu_breakdown() -> None:
 def test_two_ranks_match_hta_within_a_tenth_of_a_point(
     two_ranks: TraceAnalysis, rank: int, hta: list[float]
 ) -> None:
-    (row,) = [r for r in two_ranks.ranks if r["rank"] == rank]
+    (row,) = [r for r in two_ranks.to_dict()["ranks"] if r["rank"] == rank]
     assert row["gpu"]["window"] == "all profiler steps but the last"
     assert percent(row["gpu"]) == pytest.approx(hta, abs=0.1)
 
@@ -154,8 +158,8 @@ def test_hta_rounding_explains_the_difference_on_a_ns_resolution_trace() -> None
     table = read_trace(A100_NCCL)
     # The trace has nanosecond resolution: rounding to microseconds changes almost every event.
     assert np.count_nonzero(table.ts_ns % 1000) > 0.99 * len(table)
-    ours = summarize_rank(table, A100_NCCL)["gpu"]
-    hta = summarize_rank(_hta_rounded(table), A100_NCCL)["gpu"]
+    ours = rank_row(summarize_rank(table, A100_NCCL))["gpu"]
+    hta = rank_row(summarize_rank(_hta_rounded(table), A100_NCCL))["gpu"]
     assert percent(hta) == pytest.approx([77.78, 17.26, 4.97, 14.31], abs=0.01)
     assert percent(ours) == pytest.approx([77.23, 17.66, 5.10, 14.76], abs=0.01)
     # The two differ by far more than the tolerance: the rounding is the whole story.
@@ -226,7 +230,7 @@ def synthetic_traces(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def _summary(doc: dict[str, Any]) -> dict[str, Any]:
-    return summarize_rank(parse_trace_bytes(orjson.dumps(doc)), "rank-0.json")
+    return rank_row(summarize_rank(parse_trace_bytes(orjson.dumps(doc)), "rank-0.json"))
 
 
 @settings(max_examples=60, deadline=None)
@@ -352,7 +356,7 @@ def test_v100_has_five_steps_whose_phases_add_up() -> None:
 
 
 def test_two_ranks_rank_0_waits_for_data_and_runs_the_optimizer(two_ranks: TraceAnalysis) -> None:
-    row = two_ranks.ranks[0]
+    row = two_ranks.to_dict()["ranks"][0]
     assert row["rank"] == 0
     for step in row["steps"]:
         assert step["phases"]["data"] > 0
@@ -373,7 +377,7 @@ def test_eight_copies_of_one_rank_have_no_straggler(tmp_path: Path) -> None:
         raw = gzip.compress(orjson.dumps(doc), compresslevel=1)
         (tmp_path / f"rank-{rank}.json.gz").write_bytes(raw)
     analysis = load_trace(tmp_path, workers=1)
-    assert [r["rank"] for r in analysis.ranks] == list(range(8))
+    assert [r.rank for r in analysis.ranks] == list(range(8))
     assert analysis.issues == []
     report = analysis.stragglers
     assert isinstance(report, StragglerReport)
@@ -421,10 +425,10 @@ def _cpu_job(folder: Path, slow_rank: int | None) -> Path:
 def test_a_planted_slow_rank_is_the_only_straggler(tmp_path: Path) -> None:
     analysis = load_trace(_cpu_job(tmp_path / "job", slow_rank=5), workers=1)
     assert analysis.confidence == "full"
-    walls = {round(s["wall_s"], 4) for r in analysis.ranks for s in r["steps"]}
+    walls = {round(s.wall_s, 4) for r in analysis.ranks for s in r.steps}
     assert all(0.130 <= w < 0.132 for w in walls)  # the walls tell nothing: all alike
     # busy = wall - wait in the collective: ~100 ms, ~130 ms on rank 5
-    busy = {r["rank"]: np.median([s["busy_s"] for s in r["steps"]]) for r in analysis.ranks}
+    busy = {r.rank: np.median([s.own_s for s in r.steps]) for r in analysis.ranks}
     assert busy[5] == pytest.approx(0.130, abs=0.002)
     assert all(busy[r] == pytest.approx(0.100, abs=0.002) for r in busy if r != 5)
     stragglers = [f for f in analysis.findings if f.kind == "straggler"]
@@ -471,7 +475,8 @@ def test_two_ranks_are_communication_bound_with_rank_0s_overlap(two_ranks: Trace
     # Both ranks have one; the merged finding keeps the larger saving: rank 0's.
     assert comm.evidence["ranks"] == [0, 1] and comm.evidence["ranks_total"] == 2
     assert comm.evidence["comm_comp_overlap"] == pytest.approx(0.1181, abs=5e-4)
-    assert comm.evidence["comm_comp_overlap"] == two_ranks.ranks[0]["gpu"]["comm_comp_overlap"]
+    timeline = two_ranks.ranks[0].device_timeline
+    assert timeline is not None and comm.evidence["comm_comp_overlap"] == timeline.comm_comp_overlap
     assert comm.share == pytest.approx(0.2871, abs=5e-4)
     assert comm.severity == "medium"
 
@@ -550,12 +555,29 @@ def test_cli_diagnoses_a_trace() -> None:
 def test_map_then_reduce_is_load_trace(two_ranks: TraceAnalysis) -> None:
     files = sorted(TWO_RANKS.iterdir())
     summaries = [analyze_file(f, i) for i, f in enumerate(files)]
-    assert [s["rank"] for s in summaries] == [0, 1]
-    orjson.dumps(summaries)  # the map's output is plain JSON: it can cross machines
+    assert [s.rank for s in summaries if isinstance(s, Profile)] == [0, 1]
+    # The map's output crosses machines as a saved Profile and comes back equal.
+    for s in summaries:
+        assert isinstance(s, Profile) and Profile.from_json(s.to_json()) == s
+        assert pickle.loads(pickle.dumps(s)) == s
     reduced = combine(summaries, source=str(TWO_RANKS))
     assert reduced.to_dict() == two_ranks.to_dict()
     # The reduce does not care in which order the summaries come back.
     assert combine(summaries[::-1], source=str(TWO_RANKS)).to_dict() == two_ranks.to_dict()
+
+
+def test_a_saved_analysis_loads_into_the_same_profiles(
+    two_ranks: TraceAnalysis, tmp_path: Path
+) -> None:
+    data = two_ranks.to_dict()
+    again = load_result(two_ranks.save(tmp_path / "trace.json"))
+    assert isinstance(again, TraceAnalysis)
+    assert again.ranks == two_ranks.ranks  # every rank's Profile, field for field
+    assert again.stragglers == two_ranks.stragglers and again.findings == two_ranks.findings
+    assert again.to_dict() == data
+    tl = again.ranks[1].device_timeline
+    assert tl is not None and tl.kernel_totals and tl.idle_share == pytest.approx(0.5472, abs=1e-4)
+    assert again.profile.matched_steps().keys() == {551, 552}
 
 
 def test_two_worker_processes_give_the_same_analysis(two_ranks: TraceAnalysis) -> None:

@@ -42,6 +42,7 @@ from pinchpoint.errors import ProfileFormatError
 __all__ = [
     "PHASES",
     "SCHEMA",
+    "CallStats",
     "CommunicationStats",
     "Compilation",
     "DeviceTimeline",
@@ -49,6 +50,7 @@ __all__ = [
     "Environment",
     "FlopCount",
     "Health",
+    "KernelTotal",
     "Machine",
     "Memory",
     "ModuleStat",
@@ -56,6 +58,7 @@ __all__ = [
     "PhaseStats",
     "Profile",
     "Step",
+    "TraceSource",
 ]
 
 SCHEMA = "pinchpoint.profile/1"
@@ -117,6 +120,14 @@ class Step:
             The part of it not overlapped with backward is the ``communication`` phase.
         lr: the learning rate this step's optimizer step used (its first parameter group's),
             when an optimizer stepped; a schedule shows as its change from step to step.
+
+    A step read from a profiler trace also has (None elsewhere; written only when present):
+    ``start_s`` (from the first profiler step's start), ``communication_host_s`` (host time
+    inside collective calls), ``backward`` (whether autograd ran), ``device_busy_s`` and
+    ``device_communication_s`` (the union of the device work, and of the communication
+    kernels, launched in the step) and ``busy_s``, the rank's own work: its device work but
+    communication, or on a host-only trace the step less its wait in collectives (see
+    :attr:`own_s`).
     """
 
     index: int
@@ -129,11 +140,25 @@ class Step:
     grad_norm: float | None = None
     comm_s: float | None = None
     lr: float | None = None
+    start_s: float | None = None
+    communication_host_s: float | None = None
+    backward: bool | None = None
+    device_busy_s: float | None = None
+    device_communication_s: float | None = None
+    busy_s: float | None = None
 
     @property
     def measured(self) -> bool:
         """Whether this step counts in statistics (neither warm-up nor instrumented)."""
         return not self.warmup and self.sampled is None
+
+    @property
+    def own_s(self) -> float:
+        """The rank's own work in this step: ``busy_s`` where a trace measured it, else the wall
+        time less the ``communication`` phase (the wait in the gradient all-reduce)."""
+        if self.busy_s is not None:
+            return self.busy_s
+        return self.wall_s - self.phases.get("communication", 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -151,6 +176,9 @@ class Step:
             d["comm_s"] = self.comm_s
         if self.lr is not None:
             d["lr"] = self.lr
+        for name in _TRACE_STEP_FIELDS:
+            if (value := getattr(self, name)) is not None:
+                d[name] = value
         return d
 
     @classmethod
@@ -165,6 +193,16 @@ class Step:
         if d.get("lr") is not None:
             d["lr"] = float(d["lr"])
         return cls(**d)
+
+
+_TRACE_STEP_FIELDS = (
+    "start_s",
+    "communication_host_s",
+    "backward",
+    "device_busy_s",
+    "device_communication_s",
+    "busy_s",
+)
 
 
 @dataclass(frozen=True)
@@ -427,6 +465,31 @@ class Environment:
 
 
 @dataclass(frozen=True)
+class KernelTotal:
+    """Device events of one kernel name, or of one kind: calls and seconds summed over the
+    window; ``kind`` (computation, communication, memory, sync) for a name, ``share`` of all
+    kernel time for a kind."""
+
+    count: int
+    time_s: float
+    kind: str | None = None
+    share: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"count": self.count, "time_s": self.time_s}
+        d.update({k: v for k, v in (("kind", self.kind), ("share", self.share)) if v is not None})
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> KernelTotal:
+        return cls(**_from_fields(cls, data))
+
+
+#: The kernels a trace's summary lists, by time.
+TOP_KERNELS = 10
+
+
+@dataclass(frozen=True)
 class DeviceTimeline:
     """What the device's kernel timeline shows, over the span Holistic Trace Analysis uses.
 
@@ -439,6 +502,11 @@ class DeviceTimeline:
     ``data`` (waiting for a batch), ``optimizer``, ``sync`` (blocked in synchronising or copy
     calls) and ``host`` (anything else: Python, framework and launch overhead).
     ``idle_breakdown`` is HTA's per-stream split (host_wait, kernel_wait, other).
+
+    The shares (``idle_share`` ...) are the trace's exact ratios of nanoseconds, kept as
+    measured; ``kernel_totals`` and ``kernel_kinds`` sum the window's device events by name and
+    by kind (``kernel_time_s`` all of them), ``streams`` counts the streams they ran on. None
+    (or empty) in profiles saved before they were kept.
     """
 
     window: str = ""
@@ -454,21 +522,103 @@ class DeviceTimeline:
     kernel_median_s: float | None = None
     launches_per_step: float | None = None
     launch_median_s: float | None = None
+    idle_s: float = -1.0
+    non_compute_s: float | None = None
+    idle_share: float | None = None
+    compute_share: float | None = None
+    non_compute_share: float | None = None
+    exposed_communication_share: float | None = None
+    streams: int | None = None
+    kernel_time_s: float | None = None
+    kernel_kinds: dict[str, KernelTotal] = field(default_factory=dict)
+    kernel_totals: dict[str, KernelTotal] = field(default_factory=dict)
 
-    @property
-    def idle_s(self) -> float:
-        """Seconds of the span in which no device event ran."""
-        return max(0.0, self.span_s - self.busy_s)
+    def __post_init__(self) -> None:
+        if self.idle_s < 0:  # not given: the span less the busy time
+            object.__setattr__(self, "idle_s", max(0.0, self.span_s - self.busy_s))
+
+    def top_kernels(self, n: int = TOP_KERNELS) -> list[tuple[str, KernelTotal, float]]:
+        """The ``n`` kernels with the most time: name, totals and share of all kernel time."""
+        ranked = sorted(self.kernel_totals.items(), key=lambda kv: (-kv[1].time_s, kv[0]))[:n]
+        # The share of the trace's integer nanoseconds, which kernel_time_s holds divided by 1e9.
+        total_ns = round((self.kernel_time_s or 0.0) * 1e9)
+        return [(k, v, v.time_s * 1e9 / total_ns if total_ns else 0.0) for k, v in ranked]
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["idle_causes"] = dict(self.idle_causes)
         d["idle_breakdown"] = dict(self.idle_breakdown)
+        d["kernel_kinds"] = {k: v.to_dict() for k, v in self.kernel_kinds.items()}
+        d["kernel_totals"] = {k: v.to_dict() for k, v in self.kernel_totals.items()}
         return d
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeviceTimeline:
+        d = _from_fields(cls, data)
+        for key in ("kernel_kinds", "kernel_totals"):
+            d[key] = {k: KernelTotal.from_dict(v) for k, v in (d.get(key) or {}).items()}
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class CallStats:
+    """Host runtime calls of one kind in a trace (kernel launches, synchronisations): how many,
+    their summed seconds, and for launches the calls per step and their median and 90th
+    percentile duration (None where there were none)."""
+
+    count: int = 0
+    time_s: float = 0.0
+    per_step: float | None = None
+    median_s: float | None = None
+    p90_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CallStats:
         return cls(**_from_fields(cls, data))
+
+
+@dataclass(frozen=True)
+class TraceSource:
+    """Where a Profile read from a profiler trace came from, and what the trace held besides
+    steps, operators and the device timeline.
+
+    Attributes:
+        file: the trace file.
+        rank: the rank, from ``rank_source``: the trace's ``distributedInfo``, the file name
+            (``rank3``, ``rank-3``), or the file's place in its folder.
+        world_size, backend: the job's, from ``distributedInfo`` (None where absent).
+        device_kind: ``cpu``, ``cuda`` or ``rocm``.
+        events: events read.
+        launches, sync: the host's kernel launches and synchronising calls.
+        issues: what was wrong with the file and repaired or skipped.
+    """
+
+    file: str
+    rank: int = 0
+    rank_source: str = "file order"
+    world_size: int | None = None
+    backend: str | None = None
+    device_kind: str = "cpu"
+    events: int = 0
+    launches: CallStats = field(default_factory=CallStats)
+    sync: CallStats = field(default_factory=CallStats)
+    issues: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d.update(launches=self.launches.to_dict(), sync=self.sync.to_dict())
+        d["issues"] = list(self.issues)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TraceSource:
+        d = _from_fields(cls, data)
+        d["launches"] = CallStats.from_dict(d.get("launches") or {})
+        d["sync"] = CallStats.from_dict(d.get("sync") or {})
+        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -712,6 +862,14 @@ class Profile:
     ranks: list[Profile] = field(default_factory=list)
     created: str = ""
     compilation: Compilation | None = None
+    trace: TraceSource | None = None
+
+    @property
+    def rank(self) -> int | None:
+        """The rank this Profile was recorded on (a trace's or a data-parallel run's), or None."""
+        if self.trace is not None:
+            return self.trace.rank
+        return self.distributed.rank if self.distributed is not None else None
 
     @property
     def measured_steps(self) -> list[Step]:
@@ -739,9 +897,9 @@ class Profile:
 
     @property
     def busy_time_s(self) -> float | None:
-        """The median of the measured steps' wall time less their ``communication`` phase: a
-        rank's own work per step, without its wait in the gradient all-reduce."""
-        busy = [s.wall_s - s.phases.get("communication", 0.0) for s in self.measured_steps]
+        """The median of the measured steps' own work (:attr:`Step.own_s`): a rank's time per
+        step without its wait in collectives."""
+        busy = [s.own_s for s in self.measured_steps]
         return statistics.median(busy) if busy else None
 
     @property
@@ -822,6 +980,7 @@ class Profile:
             "ranks": [r.to_dict() for r in self.ranks],
             # Only runs that compiled carry the key, so other files stay as they were.
             **({"compilation": self.compilation.to_dict()} if self.compilation else {}),
+            **({"trace": self.trace.to_dict()} if self.trace else {}),
         }
 
     @classmethod
@@ -867,6 +1026,7 @@ class Profile:
                 compilation=(
                     Compilation.from_dict(data["compilation"]) if data.get("compilation") else None
                 ),
+                trace=TraceSource.from_dict(data["trace"]) if data.get("trace") else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProfileFormatError(

@@ -721,7 +721,7 @@ def _load(item: object, label: str) -> _Run:
     if isinstance(item, Profile):
         return _profile_run(item, "profile", item.name, item.name, None)
     if isinstance(item, TraceAnalysis):
-        return _trace_run(item.to_dict(), item.source)
+        return _trace_run(item)
     if isinstance(item, (str, os.PathLike)):
         return _load_path(os.fspath(item), label)
     raise TypeError(
@@ -744,11 +744,11 @@ def _load_path(path: str, label: str) -> _Run:
     if is_trace(path):
         from pinchpoint.traces import load_trace
 
-        return _trace_run(load_trace(path).to_dict(), path)
+        return _trace_run(load_trace(path), path)
     data = read_json(path)
     kind = results.kind_of(data)
     if kind == "trace":
-        return _trace_run(data, path)
+        return _trace_run(results.decode(data, path), path)
     if kind == "profile":
         profile = results.decode(data, path)
         return _profile_run(profile, "profile", path, profile.name, None)
@@ -794,27 +794,26 @@ def _profile_run(
     )
 
 
-def _trace_run(data: Mapping[str, Any], source: str) -> _Run:
-    """A trace analysis's (``pinchpoint.trace/1`` data) numbers, per step and per rank."""
-    ranks = list(data.get("ranks") or [])
-    if not ranks:
-        raise ProfileFormatError(f"{source}: the trace analysis holds no rank")
+def _trace_run(analysis: TraceAnalysis, path: str = "") -> _Run:
+    """A trace analysis's numbers, per step and per rank."""
+    ranks, source = analysis.ranks, analysis.source or path
     notes: list[str] = []
-    first = ranks[0]["device"]
-    device = first.get("name") or first.get("kind")
+    first = ranks[0]
+    kind = first.trace.device_kind if first.trace is not None else first.device
+    device = (first.machine.gpu or {}).get("name") or kind
     run = _Run(
         side=Side(
             kind="trace",
-            source=str(data.get("source") or source),
-            name=Path(str(data.get("source") or source)).name,
+            source=source,
+            name=Path(source).name,
             device=str(device) if device else None,
             ranks=len(ranks),
             from_trace=True,
         ),
-        times_s=_job_step_times(ranks, notes),
+        times_s=_job_step_times(analysis.profile, notes),
         phases=_mean_phases(ranks),
         operators=None,
-        findings=[Finding.from_dict(f) for f in data.get("findings", [])],
+        findings=list(analysis.findings),
         notes=notes,
     )
     run.operators, run.operator_steps = _trace_operators(ranks)
@@ -823,97 +822,90 @@ def _trace_run(data: Mapping[str, Any], source: str) -> _Run:
     return run
 
 
-def _job_step_times(ranks: list[Mapping[str, Any]], notes: list[str]) -> list[float]:
+def _job_step_times(job: Profile, notes: list[str]) -> list[float]:
     """Each step's time for the job: the slowest rank's, over the steps every rank has.
 
     In a synchronous job every rank waits for the slowest, so the job's step is the longest.
     """
-    if len(ranks) == 1:
-        return [float(s["wall_s"]) for s in ranks[0]["steps"]]
-    by_rank = [{int(s["index"]): float(s["wall_s"]) for s in r["steps"]} for r in ranks]
-    common = set.intersection(*(set(r) for r in by_rank))
-    if not common:
+    if not job.ranks:
+        return [s.wall_s for s in job.steps]
+    rows = job.matched_steps()
+    if not rows:
         notes.append("the ranks share no profiler step: every rank's steps are pooled")
-        return [t for r in by_rank for t in r.values()]
-    return [max(r[i] for r in by_rank) for i in sorted(common)]
+        return [s.wall_s for r in job.ranks for s in r.steps]
+    return [max(s.wall_s for s in row) for row in rows.values()]
 
 
-def _mean_phases(ranks: list[Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
+def _mean_phases(ranks: Sequence[Profile]) -> dict[str, tuple[float, float]]:
     """Each phase's median seconds and share, averaged over ranks."""
+    stats = [r.phase_stats() for r in ranks]
     names: list[str] = []
-    for r in ranks:
-        names += [n for n in r.get("phases", {}) if n not in names]
-    out = {}
-    for name in names:
-        rows = [r.get("phases", {}).get(name) or {} for r in ranks]
-        out[name] = (
-            statistics.fmean(float(x.get("median_s", 0.0)) for x in rows),
-            statistics.fmean(float(x.get("share", 0.0)) for x in rows),
+    for st in stats:
+        names += [n for n in st if n not in names]
+    return {
+        name: (
+            statistics.fmean(st[name].median_s if name in st else 0.0 for st in stats),
+            statistics.fmean(st[name].share if name in st else 0.0 for st in stats),
         )
-    return out
+        for name in names
+    }
 
 
-def _trace_operators(
-    ranks: list[Mapping[str, Any]],
-) -> tuple[dict[str, tuple[float, float]], float]:
+def _trace_operators(ranks: Sequence[Profile]) -> tuple[dict[str, tuple[float, float]], float]:
     """Per-operator calls and self seconds per step, averaged over ranks.
 
     A rank's operator totals cover all of its profiler steps, so each is divided by them.
     """
     out: dict[str, tuple[float, float]] = {}
     for r in ranks:
-        steps = max(1, len(r["steps"]))
-        for op in r.get("operators", []):
-            calls, seconds = out.get(op["name"], (0.0, 0.0))
-            out[op["name"]] = (
-                calls + op["count"] / steps / len(ranks),
-                seconds + op["self_s"] / steps / len(ranks),
+        steps = max(1, len(r.steps))
+        for op in r.operators:
+            calls, seconds = out.get(op.name, (0.0, 0.0))
+            out[op.name] = (
+                calls + op.count / steps / len(ranks),
+                seconds + op.self_s / steps / len(ranks),
             )
-    return out, statistics.fmean(max(1, len(r["steps"])) for r in ranks)
+    return out, statistics.fmean(max(1, len(r.steps)) for r in ranks)
 
 
-def _window_steps(rank: Mapping[str, Any]) -> int:
+def _window_steps(rank: Profile) -> int:
     """The profiler steps a rank's device window covers (HTA leaves the last one out)."""
-    steps = len(rank["steps"])
-    window = (rank.get("gpu") or {}).get("window", "")
+    steps = len(rank.steps)
+    window = rank.device_timeline.window if rank.device_timeline is not None else ""
     return max(1, steps - 1 if window.startswith("all profiler steps but") else steps)
 
 
 def _trace_kernels(
-    ranks: list[Mapping[str, Any]],
+    ranks: Sequence[Profile],
 ) -> tuple[dict[str, tuple[str, float, float]] | None, float]:
     """Per-kernel calls and seconds per step (of the device window), averaged over the ranks
     that ran on a device; None for a host-only trace."""
-    with_gpu = [r for r in ranks if r.get("gpu")]
+    with_gpu = [(r, r.device_timeline) for r in ranks if r.device_timeline is not None]
     if not with_gpu:
         return None, 0.0
     out: dict[str, tuple[str, float, float]] = {}
-    for r in with_gpu:
+    for r, tl in with_gpu:
         steps = _window_steps(r)
-        for name, row in r["gpu"]["kernels"].get("totals", {}).items():
-            kind, calls, seconds = out.get(name, (str(row.get("kind", "computation")), 0.0, 0.0))
+        for name, row in tl.kernel_totals.items():
+            kind, calls, seconds = out.get(name, (row.kind or "computation", 0.0, 0.0))
             out[name] = (
                 kind,
-                calls + row["count"] / steps / len(with_gpu),
-                seconds + row["time_s"] / steps / len(with_gpu),
+                calls + row.count / steps / len(with_gpu),
+                seconds + row.time_s / steps / len(with_gpu),
             )
-    return out, statistics.fmean(_window_steps(r) for r in with_gpu)
+    return out, statistics.fmean(_window_steps(r) for r, _ in with_gpu)
 
 
-def _trace_gpu(ranks: list[Mapping[str, Any]]) -> dict[str, float | None] | None:
+def _trace_gpu(ranks: Sequence[Profile]) -> dict[str, float | None] | None:
     """The device breakdown (:data:`GPU_METRICS`) averaged over the ranks that have one."""
-    with_gpu = [r for r in ranks if r.get("gpu")]
+    with_gpu = [r for r in ranks if r.device_timeline is not None]
     if not with_gpu:
         return None
     out: dict[str, float | None] = {}
     for name in GPU_METRICS[:-1]:
-        values = [float(v) for r in with_gpu if (v := r["gpu"].get(name)) is not None]
+        values = [float(v) for r in with_gpu if (v := getattr(r.device_timeline, name)) is not None]
         out[name] = statistics.fmean(values) if values else None
-    busy = [
-        statistics.median(float(s.get("device_busy_s", 0.0)) for s in r["steps"])
-        for r in with_gpu
-        if r["steps"]
-    ]
+    busy = [statistics.median(s.device_busy_s or 0.0 for s in r.steps) for r in with_gpu if r.steps]
     out["busy_per_step_s"] = statistics.fmean(busy) if busy else None
     return out
 

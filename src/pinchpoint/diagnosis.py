@@ -158,14 +158,9 @@ def _reanalysed(analysis: TraceAnalysis, analyzers: Iterable[Analyzer]) -> Trace
 
 def _principal_profile(analysis: TraceAnalysis) -> Profile:
     """The Profile of the rank the principal finding came from (the first rank otherwise)."""
-    profiles = analysis.profiles()
     principal = analysis.principal
-    if principal is not None:
-        wanted = principal.evidence.get("rank")
-        for summary, profile in zip(analysis.ranks, profiles, strict=True):
-            if summary["rank"] == wanted:
-                return profile
-    return profiles[0]
+    wanted = principal.evidence.get("rank") if principal is not None else None
+    return next((r for r in analysis.ranks if r.rank == wanted), analysis.ranks[0])
 
 
 def diagnose(

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pinchpoint._io import read_json
-from pinchpoint.errors import ProfileFormatError
+from pinchpoint.errors import ProfileFormatError, TraceFormatError
 
 __all__ = [
     "Result",
@@ -96,8 +96,8 @@ class ResultType:
         decode: Callable[[Mapping[str, Any]], Any] = getattr(self.cls(), self.decoder)
         try:
             return decode(data)
-        except ProfileFormatError as exc:
-            raise ProfileFormatError(f"{source}: {exc}") from exc
+        except (ProfileFormatError, TraceFormatError) as exc:
+            raise type(exc)(f"{source}: {exc}") from exc
 
 
 _TYPES: dict[str, ResultType] = {}
@@ -201,7 +201,7 @@ def listing(kinds: Iterable[ResultType]) -> str:
 for _kind, _schema, _where, _what, _decoder in (
     ("profile", "profile/1", "_profile:Profile", "a profile", "from_dict"),
     ("diagnosis", "diagnosis/1", "diagnosis:Diagnosis", "a diagnosis", "from_dict"),
-    ("trace", "trace/1", "traces._analysis:TraceAnalysis", "a trace analysis", None),
+    ("trace", "trace/1", "traces._analysis:TraceAnalysis", "a trace analysis", "from_dict"),
     ("optimize", "optimize/1", "optimizer:OptimizeResult", "an optimize result", None),
     ("lr_find", "lr_find/1", "lr_find:LRFindResult", "an LR range test", "from_dict"),
     ("compare", "compare/1", "comparison:Comparison", "a comparison", "from_dict"),

@@ -10,6 +10,7 @@ lives in its own module, whose docstring states its rules and thresholds; what m
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from pinchpoint._profile import Profile
 from pinchpoint.analyzers import (
@@ -33,6 +34,9 @@ from pinchpoint.analyzers.ranks import (
     straggler_test,
 )
 from pinchpoint.finding import Finding, rank
+
+if TYPE_CHECKING:
+    from pinchpoint.stragglers import StragglerReport
 
 __all__ = ["DEFAULT_ANALYZERS", "Analyzer", "job_findings", "run_analyzers"]
 
@@ -61,7 +65,7 @@ def run_analyzers(profile: Profile, analyzers: Iterable[Analyzer] | None = None)
     rank's findings merged by kind, the job-level ones, and the straggler test.
     """
     if profile.ranks:
-        return job_findings(profile, analyzers)
+        return job_findings(profile, analyzers, straggler_test(profile))
     findings: list[Finding] = []
     for analyzer in DEFAULT_ANALYZERS if analyzers is None else analyzers:
         findings.extend(analyzer(profile))
@@ -70,17 +74,28 @@ def run_analyzers(profile: Profile, analyzers: Iterable[Analyzer] | None = None)
     return rank(threads_analyzer.mark_symptoms(findings))
 
 
-def job_findings(profile: Profile, analyzers: Iterable[Analyzer] | None = None) -> list[Finding]:
-    """The ranked findings of a merged multi-rank Profile: each rank's findings merged by kind
+def job_findings(
+    profile: Profile,
+    analyzers: Iterable[Analyzer] | None,
+    stragglers: StragglerReport | None,
+) -> list[Finding]:
+    """The ranked findings of a multi-rank Profile: each rank's findings merged by kind
     (:func:`~pinchpoint.analyzers.ranks.merge_rank_findings`), the job-level analyzers', and the
-    straggler test's."""
+    findings of the straggler test's report ``stragglers`` (run by the caller,
+    :func:`~pinchpoint.analyzers.ranks.straggler_test`).
+
+    The job-level analyzers judge the job as a whole where its ranks measured their
+    communication as waits (a recording's all-reduce hook); ranks with a kernel timeline (a
+    trace's) measured it on their own devices and are judged one by one.
+    """
     chosen = list(DEFAULT_ANALYZERS if analyzers is None else analyzers)
-    per_rank = [a for a in chosen if a not in JOB_ANALYZERS]
-    whole = [a for a in chosen if a in JOB_ANALYZERS]
+    timelines = any(r.device_timeline is not None for r in profile.ranks)
+    per_rank = [a for a in chosen if timelines or a not in JOB_ANALYZERS]
+    whole = [a for a in chosen if not timelines and a in JOB_ANALYZERS]
     findings = merge_rank_findings(
         [(rank_of(r, i), run_analyzers(r, per_rank)) for i, r in enumerate(profile.ranks)]
     )
     for analyzer in whole:
         findings.extend(analyzer(profile))
-    findings.extend(straggler_findings(straggler_test(profile)))
+    findings.extend(straggler_findings(stragglers))
     return rank(findings)

@@ -43,8 +43,8 @@ JOB_ANALYZERS: tuple[Analyzer, ...] = (device.analyze_communication,)
 
 
 def rank_of(profile: Profile, default: int = 0) -> int:
-    """The rank a Profile was recorded on (``default`` without distributed facts)."""
-    return profile.distributed.rank if profile.distributed is not None else default
+    """The rank a Profile was recorded on (``default`` where it does not say)."""
+    return profile.rank if profile.rank is not None else default
 
 
 #: The smallest excess a straggler must show where a node's ranks share its cores: there the
@@ -65,21 +65,23 @@ def shares_cores(profile: Profile) -> bool:
 
 
 def straggler_test(profile: Profile) -> StragglerReport | None:
-    """The calibrated straggler test over a merged Profile's ranks (None with fewer than two).
+    """The calibrated straggler test over a multi-rank Profile's ranks: each rank's own work
+    (:attr:`~pinchpoint._profile.Step.own_s`) and the wall time as the step time, over the
+    steps every rank measured.
 
-    Where the ranks share their node's cores (:func:`shares_cores`) a straggler must also be
+    None with fewer than two ranks, with ranks that cannot be one job (two claim one rank
+    number, or they name different world sizes), or without a step every rank has. Where the
+    ranks share their node's cores (:func:`shares_cores`) a straggler must also be
     :data:`SHARED_CORES_MIN_EXCESS` slower, not the test's usual 5 %.
     """
-    if len(profile.ranks) < 2:
+    numbers = [rank_of(r, i) for i, r in enumerate(profile.ranks)]
+    sizes = {r.trace.world_size for r in profile.ranks if r.trace is not None} - {None}
+    rows = profile.matched_steps()
+    if len(numbers) < 2 or len(set(numbers)) < len(numbers) or len(sizes) > 1 or not rows:
         return None
     from pinchpoint.stragglers import find_stragglers
 
-    rows = profile.matched_steps()
-    numbers = [rank_of(r, i) for i, r in enumerate(profile.ranks)]
-    busy = {
-        n: [row[i].wall_s - row[i].phases.get("communication", 0.0) for row in rows.values()]
-        for i, n in enumerate(numbers)
-    }
+    busy = {n: [row[i].own_s for row in rows.values()] for i, n in enumerate(numbers)}
     wall = {n: [row[i].wall_s for row in rows.values()] for i, n in enumerate(numbers)}
     if shares_cores(profile):
         return find_stragglers(busy, step_s=wall, min_excess_share=SHARED_CORES_MIN_EXCESS)

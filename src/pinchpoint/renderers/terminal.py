@@ -432,9 +432,9 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
-def _device_label(summary: dict[str, Any]) -> str:
-    device = summary["device"]
-    return str(device.get("name") or device.get("kind", "cpu"))
+def _device_label(profile: Profile) -> str:
+    kind = profile.trace.device_kind if profile.trace is not None else profile.device
+    return str((profile.machine.gpu or {}).get("name") or kind)
 
 
 def _rank_table(analysis: TraceAnalysis) -> RenderableType:
@@ -446,18 +446,19 @@ def _rank_table(analysis: TraceAnalysis) -> RenderableType:
     columns += ["steps", "step", "idle", "compute", "non-compute", "overlap", "exposed comm"]
     for column in columns:
         table.add_column(column, justify="left" if column == "device" else "right", no_wrap=True)
-    shown = list(zip(analysis.ranks, analysis.profiles(), strict=True))[:_TOP_RANKS]
-    for summary, profile in shown:
-        gpu = summary.get("gpu") or {}
-        row = [str(summary["rank"])] + ([] if shared else [escape(_device_label(summary))])
+    for profile in analysis.ranks[:_TOP_RANKS]:
+        tl = profile.device_timeline
+        row = [str(profile.rank)] + ([] if shared else [escape(_device_label(profile))])
+        row += [str(len(profile.steps)), format_seconds(profile.step_time_s)]
         row += [
-            str(len(summary["steps"])),
-            format_seconds(profile.step_time_s),
-            _pct(gpu.get("idle_share")),
-            _pct(gpu.get("compute_share")),
-            _pct(gpu.get("non_compute_share")),
-            _pct(gpu.get("comm_comp_overlap")),
-            _pct(gpu.get("exposed_communication_share")),
+            _pct(getattr(tl, name) if tl is not None else None)
+            for name in (
+                "idle_share",
+                "compute_share",
+                "non_compute_share",
+                "comm_comp_overlap",
+                "exposed_communication_share",
+            )
         ]
         table.add_row(*row)
     parts: list[RenderableType] = []
@@ -488,9 +489,7 @@ def render_trace(analysis: TraceAnalysis) -> RenderableType:
         line.append(f" {report.note}")
         parts.extend([Text(""), line])
     parts.extend(_finding_blocks(analysis.findings))
-    issues = list(analysis.issues) + [
-        f"rank {r['rank']}: {issue}" for r in analysis.ranks for issue in r.get("issues", [])
-    ]
+    issues = analysis.all_issues()
     if issues:
         parts.append(Text(""))
         parts.append(Text("Reduced confidence: the input had problems", style="bold yellow"))

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pinchpoint.finding import Finding
-
 if TYPE_CHECKING:
+    from pinchpoint._profile import Profile
     from pinchpoint.traces import TraceAnalysis
 from pinchpoint.report.model import Chart, Column, Fact, Report, Section, Series
 from pinchpoint.report.parts import (
@@ -20,54 +19,58 @@ from pinchpoint.report.parts import (
 )
 
 
-def from_trace(analysis: TraceAnalysis | Mapping[str, Any]) -> Report:
-    """The Report of a trace analysis (the object, or its ``pinchpoint.trace/1`` JSON)."""
-    data = analysis if isinstance(analysis, Mapping) else analysis.to_dict()
-    ranks: list[Mapping[str, Any]] = list(data["ranks"])
-    findings = [Finding.from_dict(f) for f in data.get("findings", [])]
+def from_trace(analysis: TraceAnalysis) -> Report:
+    """The Report of a trace analysis."""
+    ranks = analysis.ranks
     note = ""
-    if data.get("confidence") == "reduced":
+    if analysis.confidence == "reduced":
         note = "Confidence is reduced: the input had problems (see “Input problems”)."
     count = len(ranks)
+    test = analysis.stragglers
     return Report(
         kind="trace",
-        title=str(data.get("source", "trace")),
+        title=analysis.source or "trace",
         subtitle=f"profiler trace · {count} rank{'s' * (count != 1)}",
-        verdict=findings_verdict(findings, note),
+        verdict=findings_verdict(analysis.findings, note),
         sections=kept_sections(
             [
                 _ranks_section(ranks),
                 _trace_steps_section(ranks),
-                stragglers_section(data.get("straggler_test")),
+                stragglers_section(test.to_dict() if test is not None else None),
                 _kernels_section(ranks),
                 _trace_operators_section(ranks),
-                _issues_section(data, ranks),
+                _issues_section(analysis.all_issues()),
             ]
         ),
     )
 
 
-def _rank_label(rank: Mapping[str, Any]) -> str:
-    return f"rank {rank['rank']}"
+def _rank_label(rank: Profile) -> str:
+    return f"rank {rank.rank}"
 
 
-def _ranks_section(ranks: Sequence[Mapping[str, Any]]) -> Section | None:
+_SHARES = (
+    "idle_share",
+    "compute_share",
+    "non_compute_share",
+    "comm_comp_overlap",
+    "exposed_communication_share",
+)
+
+
+def _ranks_section(ranks: Sequence[Profile]) -> Section | None:
     rows = []
     for r in ranks:
-        gpu = r.get("gpu") or {}
-        device = r.get("device") or {}
+        tl, gpu = r.device_timeline, r.machine.gpu or {}
+        kind = r.trace.device_kind if r.trace is not None else r.device
         rows.append(
             (
-                r["rank"],
-                str(device.get("name") or device.get("kind") or "cpu"),
-                len(r.get("steps", [])),
-                finite_or_none(r.get("step_time_s")),
-                gpu.get("idle_share"),
-                gpu.get("compute_share"),
-                gpu.get("non_compute_share"),
-                gpu.get("comm_comp_overlap"),
-                gpu.get("exposed_communication_share"),
-                str(r.get("file", "")),
+                r.rank,
+                str(gpu.get("name") or kind),
+                len(r.steps),
+                finite_or_none(r.step_time_s),
+                *(getattr(tl, key) if tl is not None else None for key in _SHARES),
+                r.trace.file if r.trace is not None else "",
             )
         )
     table = make_table(
@@ -88,16 +91,16 @@ def _ranks_section(ranks: Sequence[Mapping[str, Any]]) -> Section | None:
         rows,
         limit=len(rows) or 1,
     )
-    with_gpu = [r for r in ranks if r.get("gpu")]
-    labels = tuple(_rank_label(r) for r in with_gpu)
+    timelines = [r.device_timeline for r in ranks if r.device_timeline is not None]
+    labels = tuple(_rank_label(r) for r in ranks if r.device_timeline is not None)
     breakdown = None
     causes = None
-    if with_gpu:
+    if timelines:
         breakdown = Chart(
             id="rank-breakdown",
             title="GPU time per rank: computation, other device work, idle",
             series=tuple(
-                Series(name, labels, tuple(r["gpu"].get(key) for r in with_gpu), style="bar")
+                Series(name, labels, tuple(getattr(tl, key) for tl in timelines), style="bar")
                 for name, key in (
                     ("compute", "compute_share"),
                     ("non-compute (communication, copies, syncs)", "non_compute_share"),
@@ -118,10 +121,7 @@ def _ranks_section(ranks: Sequence[Mapping[str, Any]]) -> Section | None:
                 Series(
                     name,
                     labels,
-                    tuple(
-                        finite_or_none((r["gpu"].get("idle_causes") or {}).get(name))
-                        for r in with_gpu
-                    ),
+                    tuple(finite_or_none(tl.idle_causes.get(name)) for tl in timelines),
                     style="bar",
                 )
                 for name in cause_names
@@ -133,16 +133,17 @@ def _ranks_section(ranks: Sequence[Mapping[str, Any]]) -> Section | None:
             stacked=True,
         )
     text = []
-    if with_gpu:
-        window = with_gpu[0]["gpu"].get("window")
+    if timelines:
+        window = timelines[0].window
         text.append(
             "Shares are fractions of each rank's device span, from its first device event to "
             f"its last ({window})."
             if window
             else "Shares are fractions of each rank's device span."
         )
-    world = {str(r["world_size"]) for r in ranks if r.get("world_size") is not None}
-    backends = {str(r.get("backend")) for r in ranks if r.get("backend")}
+    sources = [r.trace for r in ranks if r.trace is not None]
+    world = {str(s.world_size) for s in sources if s.world_size is not None}
+    backends = {str(s.backend) for s in sources if s.backend}
     facts = make_facts(
         Fact("ranks analysed", len(ranks), "int"),
         Fact("world size", ", ".join(sorted(world, key=len)) or None),
@@ -151,21 +152,22 @@ def _ranks_section(ranks: Sequence[Mapping[str, Any]]) -> Section | None:
     return make_section("ranks", "Ranks", text, facts, [table], [breakdown, causes])
 
 
-def _trace_steps_section(ranks: Sequence[Mapping[str, Any]]) -> Section | None:
-    with_phases = [r for r in ranks if r.get("phases")]
+def _trace_steps_section(ranks: Sequence[Profile]) -> Section | None:
+    stats = [(r, r.phase_stats()) for r in ranks]
+    with_phases = [(r, st) for r, st in stats if st]
     if not with_phases:
         return None
     names: list[str] = []
-    for r in with_phases:
-        names += [p for p, st in r["phases"].items() if p not in names and st.get("mean_s", 0) > 0]
-    labels = tuple(_rank_label(r) for r in with_phases)
+    for _, st in with_phases:
+        names += [p for p, s in st.items() if p not in names and s.mean_s > 0]
+    labels = tuple(_rank_label(r) for r, _ in with_phases)
     series = tuple(
         Series(
             phase,
             labels,
             tuple(
-                finite_or_none((r["phases"].get(phase) or {}).get("median_s")) or 0.0
-                for r in with_phases
+                finite_or_none(st[phase].median_s if phase in st else None) or 0.0
+                for _, st in with_phases
             ),
             style="bar",
         )
@@ -258,14 +260,13 @@ def stragglers_section(test: Mapping[str, Any] | None) -> Section | None:
     return make_section("stragglers", "Stragglers", text, facts, [table], [chart])
 
 
-def _kernels_section(ranks: Sequence[Mapping[str, Any]]) -> Section | None:
+def _kernels_section(ranks: Sequence[Profile]) -> Section | None:
     totals: dict[str, list[Any]] = {}
     for r in ranks:
-        kernels = (r.get("gpu") or {}).get("kernels") or {}
-        for name, k in (kernels.get("totals") or {}).items():
-            entry = totals.setdefault(name, [str(k.get("kind", "")), 0, 0.0, 0])
-            entry[1] += int(k.get("count", 0))
-            entry[2] += float(k.get("time_s", 0.0))
+        for name, k in (r.device_timeline.kernel_totals if r.device_timeline else {}).items():
+            entry = totals.setdefault(name, [k.kind or "", 0, 0.0, 0])
+            entry[1] += k.count
+            entry[2] += k.time_s
             entry[3] += 1
     if not totals:
         return None
@@ -309,14 +310,14 @@ def _kernels_section(ranks: Sequence[Mapping[str, Any]]) -> Section | None:
     return make_section("kernels", "Top kernels", facts=make_facts(*facts), tables=[table])
 
 
-def _trace_operators_section(ranks: Sequence[Mapping[str, Any]]) -> Section | None:
+def _trace_operators_section(ranks: Sequence[Profile]) -> Section | None:
     totals: dict[str, list[float]] = {}
     for r in ranks:
-        for op in r.get("operators", []):
-            entry = totals.setdefault(str(op["name"]), [0, 0.0, 0.0])
-            entry[0] += int(op.get("count", 0))
-            entry[1] += float(op.get("self_s", 0.0))
-            entry[2] += float(op.get("total_s", 0.0))
+        for op in r.operators:
+            entry = totals.setdefault(op.name, [0, 0.0, 0.0])
+            entry[0] += op.count
+            entry[1] += op.self_s
+            entry[2] += op.total_s
     all_self = sum(e[1] for e in totals.values())
     rows = sorted(
         (
@@ -340,10 +341,7 @@ def _trace_operators_section(ranks: Sequence[Mapping[str, Any]]) -> Section | No
     return make_section("operators", "Top operators", tables=[table])
 
 
-def _issues_section(data: Mapping[str, Any], ranks: Sequence[Mapping[str, Any]]) -> Section | None:
-    issues = [str(i) for i in data.get("issues", [])] + [
-        f"rank {r['rank']}: {issue}" for r in ranks for issue in r.get("issues", [])
-    ]
+def _issues_section(issues: Sequence[str]) -> Section | None:
     table = make_table(
         "issues",
         "What was wrong with the input, and what was done",

@@ -1,8 +1,8 @@
 """Profiler traces (PyTorch/Kineto Chrome-trace files) in, the same findings as a live run out.
 
-Pipeline: :mod:`._parse` reads one file into numpy columns; :mod:`._rank` turns them into a small
-per-rank summary (the map); :mod:`._analysis` combines summaries across ranks, tests for
-stragglers and runs the analyzers on one Profile per rank (the reduce). Nothing here imports
+Pipeline: :mod:`._parse` reads one file into numpy columns; :mod:`._rank` turns them into the rank's
+Profile (the map); :mod:`._analysis` makes the ranks one multi-rank Profile and analyses it as a
+live job's (the reduce); :mod:`._format` is the ``pinchpoint.trace/1`` file. Nothing here imports
 torch.
 """
 
@@ -14,8 +14,8 @@ from pinchpoint.traces._analysis import (
     analyze_file,
     combine,
     find_trace_files,
+    job_profile,
     load_trace,
-    rank_profile,
 )
 
 __all__ = [
@@ -24,6 +24,6 @@ __all__ = [
     "analyze_file",
     "combine",
     "find_trace_files",
+    "job_profile",
     "load_trace",
-    "rank_profile",
 ]

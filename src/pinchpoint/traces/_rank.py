@@ -1,9 +1,12 @@
-"""Analyse one rank's trace into a small JSON-ready summary (the "map" of trace analysis).
+"""Analyse one rank's trace into its Profile (the "map" of trace analysis).
 
-:func:`summarize_rank` reads an :class:`~pinchpoint.traces._parse.EventTable` and returns plain
-data (dicts, lists, numbers): the device timeline with Holistic Trace Analysis' definitions, the
-host-side steps and their phases, launch and sync statistics, and per-kernel and per-operator
-totals keyed by name for later comparisons. Cross-rank analyses read only these summaries.
+:func:`summarize_rank` reads an :class:`~pinchpoint.traces._parse.EventTable` and returns the
+rank's :class:`~pinchpoint._profile.Profile`, the model a live run records too: the host-side
+steps and their phases, the device timeline with Holistic Trace Analysis' definitions
+(:class:`~pinchpoint._profile.DeviceTimeline`), per-kernel and per-operator totals keyed by name
+for later comparisons, and where it came from with launch and sync statistics
+(:class:`~pinchpoint._profile.TraceSource`). Cross-rank analyses read only these Profiles, a
+few kilobytes each, never events.
 
 Definitions (the README repeats them):
 
@@ -38,6 +41,16 @@ import numpy as np
 import numpy.typing as npt
 
 from pinchpoint._events import distinct, self_ns
+from pinchpoint._profile import (
+    CallStats,
+    DeviceTimeline,
+    KernelTotal,
+    Machine,
+    Operator,
+    Profile,
+    Step,
+    TraceSource,
+)
 from pinchpoint.traces import _intervals as iv
 from pinchpoint.traces._parse import (
     ANNOTATION,
@@ -98,7 +111,6 @@ COMMUNICATION_OP = re.compile(
     r"^broadcast|barrier|all_?to_?all)"
 )
 _RANK_IN_NAME = re.compile(r"rank[-_]?(\d+)", re.IGNORECASE)
-_TOP_KERNELS = 10
 
 
 def kernel_kind(name: str, category: int) -> str:
@@ -112,35 +124,42 @@ def kernel_kind(name: str, category: int) -> str:
     return "computation"
 
 
-def summarize_rank(table: EventTable, path: str | Path = "", order: int = 0) -> dict[str, Any]:
-    """The summary of one rank's trace (see the module docstring for every definition)."""
+def summarize_rank(table: EventTable, path: str | Path = "", order: int = 0) -> Profile:
+    """The Profile of one rank's trace (see the module docstring for every definition)."""
     rank, rank_source = _rank_of(table, Path(path), order)
-    names = table.names
     steps = _profiler_steps(table)
     main_thread = _main_thread(table, steps)
     issues = list(table.issues)
     if not steps:
         issues.append("no ProfilerStep spans: no step phases, and the whole trace is one window")
-    launch_of = _launch_times(table)
-    gpu = _device_summary(table, steps, launch_of, main_thread, issues)
+    launches = _launch_stats(table, len(steps))
+    gpu = _device_summary(table, steps, _launch_times(table), main_thread, issues, launches)
     step_rows = _step_rows(table, steps, gpu)
     distributed = table.distributed
-    summary: dict[str, Any] = {
-        "rank": rank,
-        "rank_source": rank_source,
-        "file": str(path),
-        "world_size": _int(distributed.get("world_size")),
-        "backend": distributed.get("backend") if isinstance(distributed, dict) else None,
-        "device": _device_facts(table, gpu is not None, names),
-        "events": table.events_read,
-        "steps": step_rows,
-        "gpu": gpu["summary"] if gpu is not None else None,
-        "launches": _launch_stats(table, len(step_rows)),
-        "sync": _sync_stats(table),
-        "operators": _operator_totals(table, steps),
-        "issues": issues,
-    }
-    return summary
+    kind, device, facts = _device_facts(table, gpu is not None, table.names)
+    backend = distributed.get("backend") if isinstance(distributed, dict) else None
+    return Profile(
+        name=f"rank {rank}",
+        mode="train" if any(s.backward for s in step_rows) else "infer",
+        device=device,
+        steps=step_rows,
+        operators=_operator_totals(table, steps),
+        machine=Machine(gpu=facts),
+        settings={"source": "trace", "file": str(path), "rank": rank},
+        device_timeline=gpu["timeline"] if gpu is not None else None,
+        trace=TraceSource(
+            file=str(path),
+            rank=rank,
+            rank_source=rank_source,
+            world_size=_int(distributed.get("world_size")),
+            backend=backend,
+            device_kind=kind,
+            events=table.events_read,
+            launches=launches,
+            sync=_sync_stats(table),
+            issues=issues,
+        ),
+    )
 
 
 def _int(value: Any) -> int | None:
@@ -231,6 +250,7 @@ def _device_summary(
     launch_of: dict[str, npt.NDArray[np.int64]],
     main_thread: int | None,
     issues: list[str],
+    launches: CallStats,
 ) -> dict[str, Any] | None:
     on_device = np.isin(table.cat, GPU_CATEGORIES) & (table.stream >= 0)
     rows = np.flatnonzero(on_device)
@@ -271,26 +291,33 @@ def _device_summary(
     overlap = iv.length(iv.intersect(comm, comp))
     idle = span - busy
     gaps = iv.subtract((np.array([span_lo]), np.array([span_hi])), everything)
-    summary: dict[str, Any] = {
-        "window": window,
-        "span_s": span / 1e9,
-        "busy_s": busy / 1e9,
-        "idle_s": idle / 1e9,
-        "compute_s": compute / 1e9,
-        "non_compute_s": (busy - compute) / 1e9,
-        "communication_s": communication / 1e9,
-        "exposed_communication_s": (communication - overlap) / 1e9,
-        "idle_share": idle / span if span else 0.0,
-        "compute_share": compute / span if span else 0.0,
-        "non_compute_share": (busy - compute) / span if span else 0.0,
-        "exposed_communication_share": (communication - overlap) / span if span else 0.0,
-        "comm_comp_overlap": overlap / communication if communication else None,
-        "idle_causes": _idle_causes(table, main_thread, gaps),
-        "streams": int(distinct(table.stream[rows]).size),
-        "idle_breakdown": _idle_breakdown(table.stream[rows], ts, end, launched),
-        "kernels": _kernel_stats(table.names, table.name[rows], kinds, end - ts, span),
-    }
-    return {"summary": summary, "gaps": gaps, **everything_rows}
+    dur = end - ts
+    timeline = DeviceTimeline(
+        window=window,
+        span_s=span / 1e9,
+        busy_s=busy / 1e9,
+        idle_s=idle / 1e9,
+        compute_s=compute / 1e9,
+        non_compute_s=(busy - compute) / 1e9,
+        communication_s=communication / 1e9,
+        exposed_communication_s=(communication - overlap) / 1e9,
+        idle_share=idle / span if span else 0.0,
+        compute_share=compute / span if span else 0.0,
+        non_compute_share=(busy - compute) / span if span else 0.0,
+        exposed_communication_share=(communication - overlap) / span if span else 0.0,
+        comm_comp_overlap=overlap / communication if communication else None,
+        idle_causes=_idle_causes(table, main_thread, gaps),
+        streams=int(distinct(table.stream[rows]).size),
+        idle_breakdown=_idle_breakdown(table.stream[rows], ts, end, launched),
+        kernels=int(dur.size),
+        kernel_time_s=int(dur.sum()) / 1e9,
+        kernel_median_s=float(np.median(dur)) / 1e9 if dur.size else 0.0,
+        kernel_kinds=_kind_totals(kinds, dur),
+        kernel_totals=_kernel_totals(table.names, table.name[rows], kinds, dur),
+        launches_per_step=launches.per_step,
+        launch_median_s=launches.median_s,
+    )
+    return {"timeline": timeline, "gaps": gaps, **everything_rows}
 
 
 def _kinds(table: EventTable, rows: npt.NDArray[np.intp]) -> npt.NDArray[Any]:
@@ -370,54 +397,34 @@ def _segments(same: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
     return list(zip(starts, [*starts[1:], len(same)], strict=True))
 
 
-def _kernel_stats(
-    names: list[str],
-    name_ids: npt.NDArray[np.int32],
-    kinds: npt.NDArray[Any],
-    dur: npt.NDArray[np.int64],
-    span: int,
-) -> dict[str, Any]:
-    by_kind: dict[str, Any] = {}
+def _kind_totals(kinds: npt.NDArray[Any], dur: npt.NDArray[np.int64]) -> dict[str, KernelTotal]:
+    out = {}
     total_time = int(dur.sum())
     for kind in ("computation", "communication", "memory", "sync"):
         mask = kinds == kind
         if mask.any():
             t = int(dur[mask].sum())
-            by_kind[kind] = {
-                "count": int(mask.sum()),
-                "time_s": t / 1e9,
-                "share": t / total_time if total_time else 0.0,
-            }
+            share = t / total_time if total_time else 0.0
+            out[kind] = KernelTotal(count=int(mask.sum()), time_s=t / 1e9, share=share)
+    return out
+
+
+def _kernel_totals(
+    names: list[str],
+    name_ids: npt.NDArray[np.int32],
+    kinds: npt.NDArray[Any],
+    dur: npt.NDArray[np.int64],
+) -> dict[str, KernelTotal]:
     uniq, inverse = np.unique(name_ids, return_inverse=True)
     sums = np.bincount(inverse, weights=dur).astype(np.int64)
     counts = np.bincount(inverse)
     # A name's kind is its last event's (names do not change kind in practice).
     last = np.argsort(inverse, kind="stable")[np.cumsum(counts) - 1]
-    totals: dict[str, dict[str, Any]] = {
-        names[n]: {"count": int(c), "time_s": int(t) / 1e9, "kind": str(k)}
+    return {
+        names[n]: KernelTotal(count=int(c), time_s=int(t) / 1e9, kind=str(k))
         for n, c, t, k in zip(
             uniq.tolist(), counts.tolist(), sums.tolist(), kinds[last].tolist(), strict=True
         )
-    }
-    top = sorted(totals.items(), key=lambda kv: (-kv[1]["time_s"], kv[0]))[:_TOP_KERNELS]
-    return {
-        "count": int(dur.size),
-        "time_s": total_time / 1e9,
-        "median_s": float(np.median(dur)) / 1e9 if dur.size else 0.0,
-        "by_kind": by_kind,
-        "top": [
-            {
-                "name": n,
-                "kind": v["kind"],
-                "count": v["count"],
-                "time_s": v["time_s"],
-                "mean_s": v["time_s"] / v["count"],
-                "share": v["time_s"] * 1e9 / total_time if total_time else 0.0,
-            }
-            for n, v in top
-        ],
-        "totals": totals,
-        "span_s": span / 1e9,
     }
 
 
@@ -481,7 +488,7 @@ def _step_rows(
     table: EventTable,
     steps: list[tuple[int, int, int, int]],
     gpu: dict[str, Any] | None,
-) -> list[dict[str, Any]]:
+) -> list[Step]:
     out = []
     copies = _device_copies(table)
     if gpu is not None:
@@ -494,28 +501,30 @@ def _step_rows(
         phases = _step_phases(table, rows, all_threads, lo, hi, copies)
         comm_rows = _matching(table, rows, COMMUNICATION_OP)
         comm_host = iv.length(iv.clip(_span_of(table, comm_rows), lo, hi))
-        row: dict[str, Any] = {
-            "index": number,
-            "start_s": (lo - steps[0][1]) / 1e9,
-            "wall_s": (hi - lo) / 1e9,
-            "phases": phases,
-            "communication_host_s": comm_host / 1e9,
-            "backward": bool(_matching(table, all_threads, _AUTOGRAD).size),
-        }
+        device_busy = device_comm = None
         if gpu is not None:
             in_step = by_launch[
                 np.searchsorted(launch_sorted, lo) : np.searchsorted(launch_sorted, hi)
             ]
             comm = gpu["kinds"][in_step] == "communication"
             work, talk = in_step[~comm], in_step[comm]
-            row["device_busy_s"] = iv.length(iv.merge(gpu["ts"][work], gpu["end"][work])) / 1e9
-            row["device_communication_s"] = (
-                iv.length(iv.merge(gpu["ts"][talk], gpu["end"][talk])) / 1e9
+            device_busy = iv.length(iv.merge(gpu["ts"][work], gpu["end"][work])) / 1e9
+            device_comm = iv.length(iv.merge(gpu["ts"][talk], gpu["end"][talk])) / 1e9
+        out.append(
+            Step(
+                index=number,
+                start_s=(lo - steps[0][1]) / 1e9,
+                wall_s=(hi - lo) / 1e9,
+                phases=phases,
+                communication_host_s=comm_host / 1e9,
+                backward=bool(_matching(table, all_threads, _AUTOGRAD).size),
+                device_busy_s=device_busy,
+                device_communication_s=device_comm,
+                # What the rank did itself: the device's non-communication work, or on a
+                # host-only trace the step less the time it waited inside collectives.
+                busy_s=device_busy if device_busy is not None else (hi - lo - comm_host) / 1e9,
             )
-        # What the rank did itself: the device's non-communication work, or on a host-only
-        # trace the step less the time it waited inside collectives.
-        row["busy_s"] = row.get("device_busy_s", (hi - lo - comm_host) / 1e9)
-        out.append(row)
+        )
     return out
 
 
@@ -579,16 +588,16 @@ def _copy_time(
     return iv.merge(copy_start, end)
 
 
-def _launch_stats(table: EventTable, steps: int) -> dict[str, Any]:
+def _launch_stats(table: EventTable, steps: int) -> CallStats:
     rows = _matching(table, np.flatnonzero(table.cat == RUNTIME), _LAUNCH)
     dur = table.dur_ns[rows]
-    return {
-        "count": int(rows.size),
-        "per_step": rows.size / steps if steps else None,
-        "median_s": float(np.median(dur)) / 1e9 if dur.size else None,
-        "p90_s": _percentile(dur, 0.9) / 1e9 if dur.size else None,
-        "time_s": int(dur.sum()) / 1e9,
-    }
+    return CallStats(
+        count=int(rows.size),
+        per_step=rows.size / steps if steps else None,
+        median_s=float(np.median(dur)) / 1e9 if dur.size else None,
+        p90_s=_percentile(dur, 0.9) / 1e9 if dur.size else None,
+        time_s=int(dur.sum()) / 1e9,
+    )
 
 
 def _percentile(values: npt.NDArray[np.int64], q: float) -> float:
@@ -600,14 +609,12 @@ def _percentile(values: npt.NDArray[np.int64], q: float) -> float:
     return float(ordered[lo] + (ordered[hi] - ordered[lo]) * (at - lo))
 
 
-def _sync_stats(table: EventTable) -> dict[str, Any]:
+def _sync_stats(table: EventTable) -> CallStats:
     rows = _matching(table, np.flatnonzero(table.cat == RUNTIME), _SYNC_CALL)
-    return {"count": int(rows.size), "time_s": int(table.dur_ns[rows].sum()) / 1e9}
+    return CallStats(count=int(rows.size), time_s=int(table.dur_ns[rows].sum()) / 1e9)
 
 
-def _operator_totals(
-    table: EventTable, steps: list[tuple[int, int, int, int]]
-) -> list[dict[str, Any]]:
+def _operator_totals(table: EventTable, steps: list[tuple[int, int, int, int]]) -> list[Operator]:
     """Per host operator (by name): calls, self and total seconds, inside the profiler steps."""
     mask = (table.cat == CPU_OP) | (table.cat == ANNOTATION) | (table.cat == RUNTIME)
     if steps:
@@ -632,18 +639,22 @@ def _operator_totals(
     self_sum = np.bincount(inverse, weights=own)
     total_sum = np.bincount(inverse, weights=dur)
     out = [
-        {"name": table.names[n], "count": int(c), "self_s": sf / 1e9, "total_s": tt / 1e9}
+        Operator(name=table.names[n], count=int(c), self_s=sf / 1e9, total_s=tt / 1e9)
         for n, c, sf, tt in zip(
             uniq.tolist(), counts.tolist(), self_sum.tolist(), total_sum.tolist(), strict=True
         )
     ]
-    out.sort(key=lambda r: (-r["self_s"], r["name"]))
+    out.sort(key=lambda o: (-o.self_s, o.name))
     return out
 
 
-def _device_facts(table: EventTable, has_gpu: bool, names: list[str]) -> dict[str, Any]:
+def _device_facts(
+    table: EventTable, has_gpu: bool, names: list[str]
+) -> tuple[str, str, dict[str, Any] | None]:
+    """The device kind, the Profile's device name, and its facts (:attr:`Machine.gpu`: name, and
+    compute capability and memory where the trace's device properties give them)."""
     if not has_gpu:
-        return {"kind": "cpu", "index": None, "name": None}
+        return "cpu", "cpu", None
     devices = table.device[np.isin(table.cat, GPU_CATEGORIES) & (table.device >= 0)]
     index = 0
     if devices.size:
@@ -651,12 +662,12 @@ def _device_facts(table: EventTable, has_gpu: bool, names: list[str]) -> dict[st
         ids, counts = np.unique(devices, return_counts=True)
         index = int(ids[counts.argmax()])
     rocm = any(n.startswith("hip") for n in names[:5000])
-    facts: dict[str, Any] = {"kind": "rocm" if rocm else "cuda", "index": index, "name": None}
+    facts: dict[str, Any] = {"name": None}
     for props in table.device_properties:
         if props.get("id") == index:
             facts["name"] = props.get("name")
             major, minor = props.get("computeMajor"), props.get("computeMinor")
             if major is not None:
-                facts["compute_capability"] = f"{major}.{minor}"
+                facts["capability"] = f"{major}.{minor}"
             facts["memory_bytes"] = props.get("totalGlobalMem")
-    return facts
+    return "rocm" if rocm else "cuda", f"cuda:{index}", facts

@@ -464,3 +464,20 @@ def test_compare_is_the_function_even_after_its_module_is_imported() -> None:
 
     assert pinchpoint.compare is pinchpoint.comparison.compare
     assert pinchpoint.Comparison is Comparison
+
+
+def test_a_trace_compares_equal_to_its_own_profile_and_its_diagnosis() -> None:
+    """One model: a trace's job Profile, or a diagnosis of the trace, compares to the trace
+    itself with every number unchanged (operators per profiled step on both sides)."""
+    job = pinchpoint.load_trace(TRACES / "two_ranks_a", workers=1)
+    as_profile = compare(job, job.profile)
+    assert as_profile.a.ranks == as_profile.b.ranks == 2
+    slowest = [max(s.wall_s for s in row) for row in job.profile.matched_steps().values()]
+    assert list(as_profile.step_time.a_times_s) == list(as_profile.step_time.b_times_s) == slowest
+    assert as_profile.operators is not None and as_profile.operators.rows == []
+    assert as_profile.kernels is not None and as_profile.kernels.rows == []
+    single = pinchpoint.load_trace(TRACES / "v100_single_rank.json.gz", workers=1)
+    diagnosed = compare(single, pinchpoint.diagnose(single))
+    assert diagnosed.b.from_trace and diagnosed.b.ranks == 1
+    assert diagnosed.operators is not None and diagnosed.operators.unchanged > 10
+    assert diagnosed.operators.rows == []  # totals over 10 steps were once read as per step

@@ -155,7 +155,7 @@ class StepTimeChange:
     """The step time of both sides, their ratio, and whether the change is beyond noise.
 
     Attributes:
-        a_times_s: A's step times (for a multi-rank trace: each step's slowest rank, over the
+        a_times_s: A's step times (for a multi-rank job: each step's slowest rank, over the
             steps all ranks have), in step order.
         b_times_s: B's.
         ratio_ci: the 95 % interval of the ratio B / A (see the module docstring), or None
@@ -768,71 +768,71 @@ def _load_path(path: str, label: str) -> _Run:
 def _profile_run(
     profile: Profile, kind: str, source: str, name: str, findings: list[Finding] | None
 ) -> _Run:
-    """A live (or trace-made) Profile's step times, phases and per-operator totals."""
-    from_trace = profile.settings.get("source") == "trace"
-    operators: dict[str, tuple[float, float]] = {}
-    for op in profile.operators:
-        calls, seconds = operators.get(op.name, (0.0, 0.0))
-        operators[op.name] = (calls + op.count, seconds + op.self_s)
-    # A live recording profiles one step; a trace's rank covers all of its profiler steps.
-    steps = max(1, len(profile.steps)) if from_trace else 1
-    return _Run(
-        side=Side(
-            kind=kind,
-            source=source,
-            name=name,
-            mode=profile.mode,
-            device=profile.device,
-            ranks=1 if from_trace else None,
-            from_trace=from_trace,
-        ),
-        times_s=[s.wall_s for s in profile.measured_steps],
-        phases={k: (v.median_s, v.share) for k, v in profile.phase_stats().items()},
-        operators=operators if profile.operators else None,
-        operator_steps=float(steps),
-        findings=list(findings) if findings is not None else None,
+    """A Profile's (or a diagnosis's) side: the job's numbers, for one rank or several."""
+    from_trace = profile.trace is not None or profile.settings.get("source") == "trace"
+    run = _job_run(profile, from_trace)
+    run.side = Side(
+        kind=kind,
+        source=source,
+        name=name,
+        mode=profile.mode,
+        device=profile.device,
+        ranks=len(profile.ranks) or (1 if from_trace else None),
+        from_trace=from_trace,
     )
+    run.findings = list(findings) if findings is not None else None
+    return run
 
 
 def _trace_run(analysis: TraceAnalysis, path: str = "") -> _Run:
-    """A trace analysis's numbers, per step and per rank."""
+    """A trace analysis's side: its job's numbers, under the trace's name and device."""
     ranks, source = analysis.ranks, analysis.source or path
+    kind = ranks[0].trace.device_kind if ranks[0].trace is not None else ranks[0].device
+    device = (ranks[0].machine.gpu or {}).get("name") or kind
+    run = _job_run(analysis.profile, from_trace=True)
+    run.side = Side(
+        kind="trace",
+        source=source,
+        name=Path(source).name,
+        device=str(device) if device else None,
+        ranks=len(ranks),
+        from_trace=True,
+    )
+    run.findings = list(analysis.findings)
+    return run
+
+
+def _job_run(job: Profile, from_trace: bool) -> _Run:
+    """The numbers a comparison reads from a Profile, the job's where it has several ranks:
+    step times, phases, operators, and the device's kernels and breakdown where traced."""
+    ranks = job.ranks or [job]
     notes: list[str] = []
-    first = ranks[0]
-    kind = first.trace.device_kind if first.trace is not None else first.device
-    device = (first.machine.gpu or {}).get("name") or kind
     run = _Run(
-        side=Side(
-            kind="trace",
-            source=source,
-            name=Path(source).name,
-            device=str(device) if device else None,
-            ranks=len(ranks),
-            from_trace=True,
-        ),
-        times_s=_job_step_times(analysis.profile, notes),
+        side=Side(kind="", source="", name=""),
+        times_s=_job_step_times(job, notes),
         phases=_mean_phases(ranks),
         operators=None,
-        findings=list(analysis.findings),
         notes=notes,
     )
-    run.operators, run.operator_steps = _trace_operators(ranks)
+    if any(r.operators for r in ranks):
+        run.operators, run.operator_steps = _job_operators(ranks, from_trace)
     run.kernels, run.kernel_steps = _trace_kernels(ranks)
     run.gpu = _trace_gpu(ranks)
     return run
 
 
 def _job_step_times(job: Profile, notes: list[str]) -> list[float]:
-    """Each step's time for the job: the slowest rank's, over the steps every rank has.
+    """Each measured step's time for the job: the slowest rank's, over the steps every rank
+    has.
 
     In a synchronous job every rank waits for the slowest, so the job's step is the longest.
     """
     if not job.ranks:
-        return [s.wall_s for s in job.steps]
+        return [s.wall_s for s in job.measured_steps]
     rows = job.matched_steps()
     if not rows:
         notes.append("the ranks share no profiler step: every rank's steps are pooled")
-        return [s.wall_s for r in job.ranks for s in r.steps]
+        return [s.wall_s for r in job.ranks for s in r.measured_steps]
     return [max(s.wall_s for s in row) for row in rows.values()]
 
 
@@ -851,21 +851,24 @@ def _mean_phases(ranks: Sequence[Profile]) -> dict[str, tuple[float, float]]:
     }
 
 
-def _trace_operators(ranks: Sequence[Profile]) -> tuple[dict[str, tuple[float, float]], float]:
-    """Per-operator calls and self seconds per step, averaged over ranks.
+def _job_operators(
+    ranks: Sequence[Profile], from_trace: bool
+) -> tuple[dict[str, tuple[float, float]], float]:
+    """Per-operator calls and self seconds per profiled step, averaged over ranks.
 
-    A rank's operator totals cover all of its profiler steps, so each is divided by them.
+    A live recording profiles one step; a trace's operator totals cover all of its profiler
+    steps, so each is divided by them.
     """
     out: dict[str, tuple[float, float]] = {}
-    for r in ranks:
-        steps = max(1, len(r.steps))
+    steps = [max(1, len(r.steps)) if from_trace else 1 for r in ranks]
+    for r, n in zip(ranks, steps, strict=True):
         for op in r.operators:
             calls, seconds = out.get(op.name, (0.0, 0.0))
             out[op.name] = (
-                calls + op.count / steps / len(ranks),
-                seconds + op.self_s / steps / len(ranks),
+                calls + op.count / n / len(ranks),
+                seconds + op.self_s / n / len(ranks),
             )
-    return out, statistics.fmean(max(1, len(r.steps)) for r in ranks)
+    return out, statistics.fmean(steps)
 
 
 def _window_steps(rank: Profile) -> int:

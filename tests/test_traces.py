@@ -595,3 +595,20 @@ def test_the_corpus_is_read_as_a_stream_in_one_chunked_pass(name: str) -> None:
     streamed = _parse._stream_file(TRACES / name)
     assert len(streamed) == len(in_memory) == len(_parse.parse_trace_bytes(raw)) > 0
     assert streamed.distributed == in_memory.distributed
+
+
+def test_a_trace_file_saved_by_an_earlier_version_loads_into_the_same_profiles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``pinchpoint.trace/1`` as the version before one model wrote it (rank rows of plain
+    data): it reads back into the Profiles a fresh analysis has, and is written back as it was."""
+    saved = Path(__file__).parent / "data" / "golden" / "a100-nccl.trace.json"
+    monkeypatch.chdir(TRACES)  # the file names its trace relatively, from this folder
+    old = load_result(saved)
+    assert isinstance(old, TraceAnalysis)
+    fresh = load_trace("a100_nccl_rank0.json.gz", workers=1)
+    assert old.ranks == fresh.ranks and old.findings == fresh.findings
+    assert old.to_dict() == orjson.loads(saved.read_bytes())
+    (rank,) = old.ranks
+    assert rank.device_timeline is not None and rank.device_timeline.kernels == 2516
+    assert rank.trace is not None and rank.trace.launches.count > 0

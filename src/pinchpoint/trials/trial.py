@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pinchpoint._threads import torch_threads
 from pinchpoint.errors import PinchpointError, WorkloadError
+from pinchpoint.stats import mean, stdev
 from pinchpoint.trials._training import (
     TrainRun,
     matching_state,
@@ -512,17 +512,17 @@ class TrialMeasure:
             steps=steps,
             warmup=self.warmup,
             seeds=seeds,
-            loss_baseline=_mean(losses[0]),
-            loss_candidate=_mean(losses[1]),
-            loss_baseline_std=_std(losses[0]),
-            loss_candidate_std=_std(losses[1]),
+            loss_baseline=mean(losses[0]),
+            loss_candidate=mean(losses[1]),
+            loss_baseline_std=stdev(losses[0]),
+            loss_candidate_std=stdev(losses[1]),
             losses_baseline=losses[0],
             losses_candidate=losses[1],
             same_initial_weights=start is not None,
         )
         if baseline.evaluate is not None:
-            quality_baseline = _mean([r.quality for r in runs[0] if r.quality is not None])
-            quality = _mean([r.quality for r in runs[1] if r.quality is not None])
+            quality_baseline = mean([r.quality for r in runs[0] if r.quality is not None])
+            quality = mean([r.quality for r in runs[1] if r.quality is not None])
             metric, greater = baseline.metric, baseline.greater_is_better
         else:
             quality_baseline, quality = comparison.loss_baseline, comparison.loss_candidate
@@ -730,14 +730,6 @@ def _paired_steps(
 
 
 # ----------------------------------------------------------------------------- numbers
-
-
-def _mean(values: Sequence[float]) -> float:
-    return float(statistics.fmean(values)) if values else math.nan
-
-
-def _std(values: Sequence[float]) -> float:
-    return float(statistics.stdev(values)) if len(values) > 1 else 0.0
 
 
 def _finite_or_none(value: float) -> float | None:

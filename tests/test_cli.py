@@ -198,10 +198,10 @@ def test_file_commands_skip_the_interpreter_shutdown(
 
 _FAULTS_PER_READ = """
 import resource, sys
-from pinchpoint import cli
+from pinchpoint.cli import entry
 from pinchpoint.traces._parse import read_trace
 if sys.argv[1] == "tuned":
-    cli._reuse_freed_memory()
+    entry._reuse_freed_memory()
 for _ in range(2):
     read_trace(sys.argv[2])  # the heap grows to what a read needs
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

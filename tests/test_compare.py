@@ -9,19 +9,15 @@ it lands are asserted, never a duration.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import random
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 import pinchpoint
 from helpers import run_cli
@@ -29,12 +25,8 @@ from pinchpoint.comparison import (
     DEFAULT_FAIL_ABOVE,
     SCHEMA,
     Comparison,
-    _kth_difference,
-    _moses_rank,
-    _u_counts,
     compare,
     parse_fail_above,
-    ratio_interval,
 )
 from pinchpoint.errors import ProfileFormatError
 
@@ -350,67 +342,6 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
         compare(BASE, empty)
     with pytest.raises(TypeError, match="not int"):
         compare(1, BASE)
-
-
-# --- 7. the noise test --------------------------------------------------------------------------
-
-
-def _brute_u_counts(m: int, n: int) -> list[int]:
-    """Mann-Whitney U over every placement of m A-values among m + n ordered values."""
-    counts: Counter[int] = Counter()
-    for placed in itertools.combinations(range(m + n), m):
-        others = [i for i in range(m + n) if i not in placed]
-        counts[sum(1 for x in placed for y in others if y < x)] += 1
-    return [counts[u] for u in range(m * n + 1)]
-
-
-@pytest.mark.parametrize(("m", "n"), [(1, 3), (2, 2), (3, 4), (4, 4), (5, 3), (6, 5)])
-def test_u_distribution_is_exact(m: int, n: int) -> None:
-    assert _u_counts(m, n, m * n) == _brute_u_counts(m, n)
-
-
-def test_interval_ranks_match_the_mann_whitney_tables() -> None:
-    # 95 % two-sided: n = m = 4 needs both extremes (P(U = 0) = 1/70); 3 against 3 never gets
-    # there (1/20 > 2.5 %); 8 against 8 gives rank 14 (the critical U of 13 in the tables).
-    assert _moses_rank(4, 4) == 1
-    assert _moses_rank(3, 3) is None and _moses_rank(2, 2) is None
-    assert _moses_rank(8, 8) == 14
-    assert _moses_rank(10, 10) == 24  # critical U 23
-    assert _moses_rank(60, 60) is not None  # the normal approximation beyond 2,500 pairs
-
-
-positive_times = st.lists(
-    st.floats(min_value=1e-4, max_value=10.0, allow_nan=False), min_size=6, max_size=30
-)
-
-
-@given(positive_times, st.floats(min_value=0.2, max_value=5.0))
-def test_a_scaled_copy_has_its_factor_inside_the_interval(
-    times: list[float], factor: float
-) -> None:
-    ci = ratio_interval(times, [t * factor for t in times])
-    assert ci is not None
-    assert ci[0] <= factor * (1 + 1e-9) and factor <= ci[1] * (1 + 1e-9)
-
-
-@given(positive_times, positive_times)
-def test_swapping_the_sides_inverts_the_interval(a: list[float], b: list[float]) -> None:
-    forward, backward = ratio_interval(a, b), ratio_interval(b, a)
-    assert forward is not None and backward is not None
-    assert backward[0] == pytest.approx(1 / forward[1]) and backward[1] == pytest.approx(
-        1 / forward[0]
-    )
-
-
-def test_the_bisection_path_agrees_with_sorting_all_pairs() -> None:
-    rng = random.Random(3)
-    a = [rng.gauss(0, 1) for _ in range(2100)]
-    b = [rng.gauss(0.1, 1) for _ in range(2100)]  # 4.41 million pairs: bisected
-    import numpy as np
-
-    diffs = np.sort(np.subtract.outer(np.array(b), np.array(a)).ravel())
-    for k in (1, 2_000_000, 4_410_000):
-        assert _kth_difference(a, b, k) == pytest.approx(float(diffs[k - 1]), abs=1e-9)
 
 
 # --- 8. the command line and lean imports --------------------------------------------------------

@@ -217,7 +217,7 @@ def test_dynamic_int8_needs_linear_layers() -> None:
 def test_weight_only_layers_hold_integer_weights(
     method: str, buffer: str, dtype: Any, ratio: float, min_cosine: float
 ) -> None:
-    from pinchpoint.remedies._wrap import Int4WeightOnlyLinear, Int8WeightOnlyLinear
+    from pinchpoint.remedies._quantize_modules import Int4WeightOnlyLinear, Int8WeightOnlyLinear
 
     kind = Int8WeightOnlyLinear if method.endswith("int8") else Int4WeightOnlyLinear
     for model, x in ((mlp(width=256), torch.randn(8, 64)), (TinyBlock(), torch.randn(2, 10, 64))):
@@ -239,7 +239,7 @@ def test_weight_only_layers_hold_integer_weights(
 
 
 def test_int4_pads_odd_widths_and_dequantizes_weight_for_readers() -> None:
-    from pinchpoint.remedies._wrap import Int4WeightOnlyLinear
+    from pinchpoint.remedies._quantize_modules import Int4WeightOnlyLinear
 
     torch.manual_seed(2)
     linear = nn.Linear(64, 10)

@@ -18,8 +18,8 @@ from rich.console import Console
 
 from helpers import run_cli
 from pinchpoint.renderers.scale import render_scale
+from pinchpoint.stats import median_interval
 from pinchpoint.trials.scale import ScaleResult, parse_nprocs, scale
-from pinchpoint.trials.timing import median_interval
 
 STEPS = 8
 BATCH = 16

@@ -39,9 +39,8 @@ import math
 import os
 import re
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -53,6 +52,7 @@ from pinchpoint._profile import PHASES, Profile
 from pinchpoint.diagnosis import Diagnosis
 from pinchpoint.errors import ProfileFormatError
 from pinchpoint.finding import SEVERITIES, Finding
+from pinchpoint.stats import median_ci, ratio_interval
 
 if TYPE_CHECKING:
     from pinchpoint.traces import TraceAnalysis
@@ -92,8 +92,6 @@ GPU_METRICS: tuple[str, ...] = (
     "exposed_communication_share",
     "busy_per_step_s",
 )
-# Up to this many pairs the Mann-Whitney ranks are exact; beyond, the normal approximation.
-_EXACT_PAIRS = 2500
 
 Verdict = Literal["regression", "ok", "improved"]
 #: What :func:`compare` takes on each side.
@@ -598,101 +596,6 @@ def parse_fail_above(value: str | float | None) -> float:
     return number
 
 
-# --------------------------------------------------------------------------- the noise test
-
-
-def _u_counts(m: int, n: int, upto: int) -> list[int]:
-    """How many of the ``C(m + n, m)`` orderings of two samples give Mann-Whitney U = 0..upto.
-
-    They are the coefficients of the Gaussian binomial ``[m + n choose m]_q``, built as the
-    product of ``(1 - q^(n + i)) / (1 - q^i)`` for i = 1..m; each partial product is itself a
-    polynomial with integer coefficients, so the exact integer arithmetic never rounds.
-    """
-    coeffs = [1] + [0] * upto
-    for i in range(1, m + 1):
-        stride = n + i
-        for u in range(upto, stride - 1, -1):
-            coeffs[u] -= coeffs[u - stride]
-        for u in range(i, upto + 1):
-            coeffs[u] += coeffs[u - i]
-    return coeffs
-
-
-def _moses_rank(m: int, n: int, confidence: float = CONFIDENCE) -> int | None:
-    """The 1-based rank ``k`` of the interval's lower end among the ``m * n`` sorted pairwise
-    differences (the upper end is the ``(m n + 1 - k)``-th); None when no such interval exists.
-
-    ``k`` is the largest with ``P(U <= k - 1) <= (1 - confidence) / 2`` under the null
-    distribution of the Mann-Whitney U statistic.
-    """
-    # Exact rational arithmetic: at 95 % the tail is 1/40, and a float 0.025 times 40 orderings
-    # must not round either way.
-    tail = Fraction(1 - confidence).limit_denominator(10**6) / 2
-    pairs = m * n
-    if pairs > _EXACT_PAIRS:
-        z = statistics.NormalDist().inv_cdf(1 - float(tail))
-        sd = math.sqrt(pairs * (m + n + 1) / 12)
-        k = math.floor(pairs / 2 - z * sd + 0.5)
-        return k if k >= 1 else None
-    total = math.comb(m + n, m)
-    counts = _u_counts(m, n, pairs // 2)
-    cumulative = 0
-    k = 0
-    for u, count in enumerate(counts):
-        cumulative += count
-        if Fraction(cumulative, total) > tail:
-            break
-        k = u + 1
-    return k if k >= 1 else None
-
-
-def _kth_difference(low: Sequence[float], high: Sequence[float], k: int) -> float:
-    """The ``k``-th smallest (1-based) of ``high[j] - low[i]`` over all pairs."""
-    import numpy as np
-
-    a = np.sort(np.asarray(low, dtype=np.float64))
-    b = np.sort(np.asarray(high, dtype=np.float64))
-    if a.size * b.size <= 4_000_000:
-        diffs = np.subtract.outer(b, a).ravel()
-        return float(np.partition(diffs, k - 1)[k - 1])
-    # Too many pairs to hold: bisect on the value, counting the pairs at or below it.
-    lo, hi = float(b[0] - a[-1]), float(b[-1] - a[0])
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if mid in (lo, hi):
-            break
-        below = int(np.searchsorted(b, a + mid, side="right").sum())
-        lo, hi = (lo, mid) if below >= k else (mid, hi)
-    return hi
-
-
-def ratio_interval(
-    a_times: Sequence[float], b_times: Sequence[float], confidence: float = CONFIDENCE
-) -> tuple[float, float] | None:
-    """The distribution-free interval of the ratio of B's typical time to A's (module docstring).
-
-    None when the samples are too small for an interval at this confidence. Times that are not
-    positive and finite are left out (a log cannot take them).
-    """
-    a = [math.log(t) for t in a_times if t > 0 and math.isfinite(t)]
-    b = [math.log(t) for t in b_times if t > 0 and math.isfinite(t)]
-    if not a or not b:
-        return None
-    k = _moses_rank(len(a), len(b), confidence)
-    if k is None:
-        return None
-    pairs = len(a) * len(b)
-    low = _kth_difference(a, b, k)
-    high = _kth_difference(a, b, pairs + 1 - k)
-    return math.exp(low), math.exp(high)
-
-
-def _median_ci(times: Sequence[float]) -> tuple[float, float] | None:
-    from pinchpoint.trials.timing import MIN_PAIRS, median_interval
-
-    return median_interval(times) if len(times) >= MIN_PAIRS else None
-
-
 # --------------------------------------------------------------------------- the inputs
 
 
@@ -983,8 +886,8 @@ def _step_change(a: list[float], b: list[float]) -> StepTimeChange:
         a_times_s=tuple(a),
         b_times_s=tuple(b),
         ratio_ci=ratio_interval(a, b),
-        a_median_ci=_median_ci(a),
-        b_median_ci=_median_ci(b),
+        a_median_ci=median_ci(a),
+        b_median_ci=median_ci(b),
     )
 
 

@@ -202,7 +202,7 @@ for _kind, _schema, _where, _what, _decoder in (
     ("profile", "profile/1", "_profile:Profile", "a profile", "from_dict"),
     ("diagnosis", "diagnosis/1", "diagnosis:Diagnosis", "a diagnosis", "from_dict"),
     ("trace", "trace/1", "traces._analysis:TraceAnalysis", "a trace analysis", "from_dict"),
-    ("optimize", "optimize/1", "optimizer:OptimizeResult", "an optimize result", None),
+    ("optimize", "optimize/1", "optimizer.result:OptimizeResult", "an optimize result", None),
     ("lr_find", "lr_find/1", "lr_find:LRFindResult", "an LR range test", "from_dict"),
     ("compare", "compare/1", "comparison:Comparison", "a comparison", "from_dict"),
     ("scale", "scale/1", "trials.scale:ScaleResult", "a scaling measurement", "from_dict"),

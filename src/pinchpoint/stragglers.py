@@ -64,6 +64,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from pinchpoint.stats import median, row_medians
+
 __all__ = ["METHOD", "Straggler", "StragglerReport", "find_stragglers"]
 
 METHOD = "rank-permutation"
@@ -266,27 +268,12 @@ def _typical_step(
                 arr = arr[keep]
             arr = arr[np.isfinite(arr)]
             if arr.size:
-                medians.append(_median(arr))
+                medians.append(median(arr))
         if medians:
-            return _median(np.asarray(medians)), ""
+            return median(np.asarray(medians)), ""
         remark = "step_s had no finite values, so shares are of the median busy time"
-        return _median(busy_medians), remark
-    return _median(busy_medians), ""
-
-
-def _median(values: FloatArray) -> float:
-    """The median of finite values (see :func:`_row_medians`)."""
-    return float(_row_medians(values.reshape(1, -1))[0])
-
-
-def _row_medians(x: FloatArray) -> FloatArray:
-    """Each row's median: ``np.median(x, axis=1)`` for finite values, without the ``numpy.ma``
-    import its NaN check makes (about 12 ms, once per trace analysis)."""
-    ordered = np.sort(x, axis=1)
-    half = ordered.shape[1] // 2
-    if ordered.shape[1] % 2:
-        return ordered[:, half]
-    return (ordered[:, half - 1] + ordered[:, half]) / 2.0
+        return median(busy_medians), remark
+    return median(busy_medians), ""
 
 
 def find_stragglers(
@@ -347,8 +334,8 @@ def find_stragglers(
     slowest = np.count_nonzero(scores == r - 1, axis=1)
     p_adj = _holm(_rank_sum_sf(sums, n, r))
 
-    excess = _row_medians(x - med_others)
-    busy_medians = _row_medians(x)
+    excess = row_medians(x - med_others)
+    busy_medians = row_medians(x)
     typical, remark = _typical_step(step_s, prefix, keep, busy_medians)
     if remark:
         remarks.append(remark)

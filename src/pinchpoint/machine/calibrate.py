@@ -1,5 +1,10 @@
 """Measure this machine's peak rates once and cache them: the ceilings of the roofline.
 
+One file over 700 lines because it is one calibration: every measurement below is a job of the
+one round-robin sampler (``_Job``, ``_fastest``), and the cache key (``_key_facts``) must change
+with whatever any of them depends on (processor, threads, fp32 precision, versions, device), so
+the key, the jobs and the cached ``Peaks`` are read together.
+
 A roofline compares what a workload achieves with what the machine can do. Datasheet peaks are
 rarely reachable (turbo limits, virtual machines, a framework's kernels), so pinchpoint measures
 its own ceilings with the framework the workload uses:

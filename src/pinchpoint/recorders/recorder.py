@@ -1,5 +1,9 @@
 """The live recorder: time each step's phases in a training or inference loop.
 
+One file over 700 lines because it is one class: the hooks that find each phase (model,
+gradient, optimizer, communication, logging) share the Recorder's state for the step being
+recorded (its open marks, its phases, the sampled instruments), so they are its methods.
+
 One :class:`Recorder` serves both ways in: a user's own loop (``rec.data``, ``rec.step``) and a
 Workload, which :func:`pinchpoint.profile` runs through the very same calls.
 

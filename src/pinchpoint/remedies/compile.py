@@ -97,7 +97,7 @@ def _compile(workload: Workload, config: Compile) -> Workload:
     """A workload whose model copy compiles with ``config`` on its first call."""
     import torch
 
-    from pinchpoint.remedies._wrap import CompiledModule
+    from pinchpoint.remedies._compile_modules import CompiledModule
 
     known = torch._dynamo.list_backends(exclude_tags=())
     if config.backend not in known:
@@ -211,8 +211,8 @@ def _replace_compiled(module: Any, config: DynamicShapes, compiled_type: type) -
 
 def _recompiled(optimized: Any, config: DynamicShapes) -> Any:
     """``optimized``'s original module compiled for symbolic shapes (and its dims marked)."""
+    from pinchpoint.remedies._compile_modules import CompiledModule
     from pinchpoint.remedies._marking import MarkDynamic
-    from pinchpoint.remedies._wrap import CompiledModule
 
     original = optimized._orig_mod
     compiled = CompiledModule(

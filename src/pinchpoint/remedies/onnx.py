@@ -7,7 +7,7 @@ layer norms and bias additions into single kernels. With ``quantize="int8"`` the
 weights are quantized to signed int8 (ONNX Runtime's dynamic quantization: activations are
 quantized per call), which runs on VNNI/AMX int8 instructions where the CPU has them.
 
-The result is a :class:`pinchpoint.remedies._wrap.OnnxModule`: a torch module without
+The result is a :class:`pinchpoint.remedies._onnx_modules.OnnxModule`: a torch module without
 parameters that takes the arguments the model took and returns tensors in the same structure.
 It offers ``save(path)`` and ``size_bytes()``. Models of 2 GB or more do not fit one ``.onnx``
 file and are not supported. Needs ``pip install 'pinchpoint[optimize]'``.
@@ -101,7 +101,7 @@ def _onnx_runtime(workload: Workload, config: OnnxRuntime) -> Workload:
     import torch
     from torch.utils import _pytree
 
-    from pinchpoint.remedies._wrap import OnnxModule, PositionalCall
+    from pinchpoint.remedies._onnx_modules import OnnxModule, PositionalCall
     from pinchpoint.workload import call_model
 
     for package in ("onnx", "onnxruntime", "onnxscript"):

@@ -105,7 +105,7 @@ def _precision(workload: Workload, config: Precision) -> Workload:
     """A workload whose model runs in ``config.dtype``, converted or under autocast."""
     import torch
 
-    from pinchpoint.remedies._wrap import AutocastModule, CastModule
+    from pinchpoint.remedies._precision_modules import AutocastModule, CastModule
 
     dtype = torch.bfloat16 if config.dtype == "bf16" else torch.float16
     copy = clone_workload(workload)

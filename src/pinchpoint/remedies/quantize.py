@@ -167,7 +167,7 @@ def _replace_linears(model: nn.Module, bits: int) -> int:
     """
     import torch
 
-    from pinchpoint.remedies._wrap import Int4WeightOnlyLinear, Int8WeightOnlyLinear
+    from pinchpoint.remedies._quantize_modules import Int4WeightOnlyLinear, Int8WeightOnlyLinear
 
     replaced = 0
     for parent in list(model.modules()):

@@ -1,5 +1,9 @@
 """Read one Kineto (PyTorch profiler) trace file into a columnar event table.
 
+One file of about 1,000 lines because it is one parser: the careful reader is the stream
+reader's fallback for the same file, and both decode into the same msgspec record types, coerce
+fields the same way and append to the same columns (``_Columns``, ``_append``).
+
 An intact file (``.json`` or ``.json.gz``) is read as a stream: decompressed a piece at a time,
 cut between events, and each piece decoded by msgspec into small typed records whose fields go
 straight into numpy columns; the records are dropped before the next piece. So a run never holds

@@ -7,14 +7,10 @@ compares two models' outputs. Importing this package does not import torch.
 
 from __future__ import annotations
 
+from pinchpoint.stats import median_interval
 from pinchpoint.trials.memory import peak_memories, size_bytes
 from pinchpoint.trials.quality import Budget, Fidelity, fidelity, output_tensor, quality_drop
-from pinchpoint.trials.timing import (
-    SpeedComparison,
-    compare_speed,
-    median_interval,
-    speed_from_pairs,
-)
+from pinchpoint.trials.timing import SpeedComparison, compare_speed, speed_from_pairs
 from pinchpoint.trials.trial import OBJECTIVES, TrainingComparison, Trial, trial
 
 __all__ = [

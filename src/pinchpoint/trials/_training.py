@@ -31,6 +31,7 @@ __all__ = [
     "TrainRun",
     "matching_state",
     "memory_arm",
+    "paired_steps",
     "random_state_kept",
     "seed_all",
     "train_in_lockstep",
@@ -356,3 +357,22 @@ def seed_all(seed: int, generators: Sequence[Any]) -> None:
     torch.manual_seed(seed)
     for generator in generators:
         generator.manual_seed(seed)
+
+
+def paired_steps(
+    runs: tuple[list[TrainRun], list[TrainRun]], warmup: int
+) -> tuple[list[float], list[float], str]:
+    """Step times paired across the arms (same seed, same step), per step or per sample."""
+    known = all(None not in r.batch_sizes for r in [*runs[0], *runs[1]])
+    per_sample = known and any(b.batch_sizes != c.batch_sizes for b, c in zip(*runs, strict=True))
+    base: list[float] = []
+    cand: list[float] = []
+    for b, c in zip(runs[0], runs[1], strict=True):
+        for k in range(warmup, len(b.times_s)):
+            if per_sample:
+                base.append(b.times_s[k] / (b.batch_sizes[k] or 1))
+                cand.append(c.times_s[k] / (c.batch_sizes[k] or 1))
+            else:
+                base.append(b.times_s[k])
+                cand.append(c.times_s[k])
+    return base, cand, "sample" if per_sample else "step"

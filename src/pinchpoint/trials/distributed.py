@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pinchpoint.errors import WorkloadError
+from pinchpoint.stats import mean, stdev
 from pinchpoint.trials.quality import Budget
 from pinchpoint.trials.timing import MIN_PAIRS, speed_from_pairs
 from pinchpoint.workload import Workload
@@ -139,7 +140,7 @@ class RunWindows:
     def final_loss(self) -> float:
         """The mean loss of the run's last :data:`FINAL_LOSS_STEPS` steps (NaN without any)."""
         last = self.losses[-FINAL_LOSS_STEPS:]
-        return float(statistics.fmean(last)) if last else math.nan
+        return mean(last)
 
 
 def run_windows(profile: Profile, width: int, ranks: int) -> RunWindows:
@@ -349,10 +350,10 @@ def distributed_trial(
         steps=warm + measured,
         warmup=warm,
         seeds=repeats,
-        loss_baseline=_mean(losses[0]),
-        loss_candidate=_mean(losses[1]),
-        loss_baseline_std=_std(losses[0]),
-        loss_candidate_std=_std(losses[1]),
+        loss_baseline=mean(losses[0], finite_only=True),
+        loss_candidate=mean(losses[1], finite_only=True),
+        loss_baseline_std=stdev(losses[0], finite_only=True),
+        loss_candidate_std=stdev(losses[1], finite_only=True),
         losses_baseline=losses[0],
         losses_candidate=losses[1],
         same_initial_weights=True,
@@ -439,13 +440,3 @@ def _rates(
             return None
         per_step.append(statistics.median(counts))
     return per_step[0] / baseline_s, per_step[1] / candidate_s
-
-
-def _mean(values: Sequence[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return float(statistics.fmean(finite)) if finite else math.nan
-
-
-def _std(values: Sequence[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return float(statistics.stdev(finite)) if len(finite) > 1 else 0.0

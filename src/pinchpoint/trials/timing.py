@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pinchpoint.stats import MIN_MEDIAN_VALUES, cv, median_interval
+
 __all__ = [
     "MIN_PAIRS",
     "NOISY_CI_WIDTH",
@@ -40,23 +42,19 @@ __all__ = [
     "SpeedComparison",
     "Verdict",
     "compare_speed",
-    "median_interval",
     "speed_from_pairs",
 ]
 
 Verdict = Literal["faster", "slower", "indistinguishable"]
 
-#: The fewest pairs that give a 95 % interval for the median (with 5, even the smallest and the
-#: largest ratio bound it with only 94 % confidence).
-MIN_PAIRS = 6
+#: The fewest pairs that give a 95 % interval for the median of their ratios.
+MIN_PAIRS = MIN_MEDIAN_VALUES
 #: An arm whose per-round times vary more than this (standard deviation / mean) marks the
 #: machine noisy: 10 % is several times what a quiet machine shows on a 20 ms round.
 NOISY_CV = 0.10
 #: A confidence interval wider than this share of the median speedup ((hi - lo) / median)
 #: marks the machine noisy too: the comparison could not resolve differences of ±10 %.
 NOISY_CI_WIDTH = 0.20
-# Ranks are found exactly up to this many pairs, by the normal approximation above it.
-_EXACT_PAIRS = 1000
 
 
 @dataclass(frozen=True)
@@ -241,7 +239,7 @@ def speed_from_pairs(
     ratios = base / cand
     speedup = float(np.median(ratios))
     low, high = median_interval(ratios)
-    base_cv, cand_cv = _cv(base), _cv(cand)
+    base_cv, cand_cv = cv(base), cv(cand)
     verdict: Verdict = "faster" if low > 1 else "slower" if high < 1 else "indistinguishable"
     noisy = max(base_cv, cand_cv) > NOISY_CV or (high - low) / speedup > NOISY_CI_WIDTH
     return SpeedComparison(
@@ -289,47 +287,3 @@ def _timed(fn: Callable[[], object], count: int) -> float:
     finally:
         if enabled:
             gc.enable()
-
-
-def median_interval(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
-    """The distribution-free 95 % confidence interval of the median of ``values``.
-
-    Raises:
-        ValueError: fewer than :data:`MIN_PAIRS` values.
-    """
-    ordered = np.sort(np.asarray(values, dtype=np.float64))
-    rank = _lower_rank(ordered.size)
-    if rank is None:
-        raise ValueError(
-            f"a 95 % interval for a median needs {MIN_PAIRS} values, got {ordered.size}"
-        )
-    return float(ordered[rank]), float(ordered[ordered.size - 1 - rank])
-
-
-def _lower_rank(n: int) -> int | None:
-    """The 0-based rank of the interval's lower end among ``n`` sorted values (None: too few).
-
-    It is the largest ``m`` with ``P(B <= m) <= 2.5 %`` for ``B ~ Binomial(n, 1/2)``, the count of
-    values below the true median: the interval from the ``m``-th to the ``(n - 1 - m)``-th value
-    misses the median with probability ``2 P(B <= m) <= 5 %``.
-    """
-    if n > _EXACT_PAIRS:
-        # Normal approximation with continuity correction: 0.98 = 1.96 / 2.
-        return max(0, math.floor(n / 2 - 0.5 - 0.98 * math.sqrt(n)))
-    # Exact, in integers: 40 * sum(C(n, i) for i <= m) <= 2**n.
-    limit = 2**n
-    cumulative = 0
-    term = 1  # C(n, m)
-    rank = None
-    for m in range(n + 1):
-        cumulative += term
-        if 40 * cumulative > limit:
-            break
-        rank = m
-        term = term * (n - m) // (m + 1)
-    return rank
-
-
-def _cv(times: np.ndarray) -> float:
-    """The coefficient of variation (sample standard deviation / mean)."""
-    return float(np.std(times, ddof=1) / np.mean(times))

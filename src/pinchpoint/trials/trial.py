@@ -19,19 +19,24 @@ are compared. Peak memory is measured as :mod:`pinchpoint.trials.memory` describ
 
 from __future__ import annotations
 
-import itertools
 import math
-import statistics
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from pinchpoint._threads import torch_threads
 from pinchpoint.errors import PinchpointError, WorkloadError
+from pinchpoint.stats import mean, stdev
+from pinchpoint.trials._inference import (
+    first_batches,
+    infer_arm,
+    repeat,
+    units_of_work,
+)
 from pinchpoint.trials._training import (
     TrainRun,
     matching_state,
     memory_arm,
+    paired_steps,
     random_state_kept,
     seed_all,
     train_in_lockstep,
@@ -44,7 +49,7 @@ from pinchpoint.trials.timing import (
     compare_speed,
     speed_from_pairs,
 )
-from pinchpoint.workload import Mode, Workload, call_model, first_batch_size
+from pinchpoint.workload import Mode, Workload
 
 if TYPE_CHECKING:
     import torch
@@ -397,24 +402,24 @@ class TrialMeasure:
                 move_model(workload.name, workload.model, self.device)
         with random_state_kept([baseline.data, candidate.data], self.device) as generators:
             seed_all(0, generators)
-            base_batches = _first_batches(baseline, batches)
+            base_batches = first_batches(baseline, batches)
             if candidate.data is baseline.data:
                 cand_batches = base_batches
             else:
                 seed_all(0, generators)
-                cand_batches = _first_batches(candidate, batches)
+                cand_batches = first_batches(candidate, batches)
         base_on = [move_to_device(b, self.device) for b in base_batches]
         cand_on = (
             base_on
             if cand_batches is base_batches
             else [move_to_device(b, self.device) for b in cand_batches]
         )
-        units, unit, rates = _units(base_on, cand_on)
+        units, unit, rates = units_of_work(base_on, cand_on)
         notes: list[str] = []
         if unit == "sample":
             notes.append("the arms' batches differ in size: times are per sample")
-        base_arm = _infer_arm(baseline, base_on, self.device)
-        cand_arm = _infer_arm(candidate, cand_on, self.device)
+        base_arm = infer_arm(baseline, base_on, self.device)
+        cand_arm = infer_arm(candidate, cand_on, self.device)
         memory: tuple[int | None, int | None, str | None] = (None, None, None)
         with (
             eval_mode(baseline.model),
@@ -433,8 +438,8 @@ class TrialMeasure:
             )
             if self.objective == "memory":
                 memory = peak_memories(
-                    lambda: (baseline.model, lambda: _repeat(base_arm, _MEMORY_PASSES)),
-                    lambda: (candidate.model, lambda: _repeat(cand_arm, _MEMORY_PASSES)),
+                    lambda: (baseline.model, lambda: repeat(base_arm, _MEMORY_PASSES)),
+                    lambda: (candidate.model, lambda: repeat(cand_arm, _MEMORY_PASSES)),
                     self.device,
                 )
         samples_per_s = None
@@ -499,7 +504,7 @@ class TrialMeasure:
                     memory_arm(candidate, start, short, self.device, generators),
                     self.device,
                 )
-        base_times, cand_times, unit = _paired_steps(runs, self.warmup)
+        base_times, cand_times, unit = paired_steps(runs, self.warmup)
         speed = speed_from_pairs(base_times, cand_times, warmup=self.warmup)
         samples_per_s = None
         sizes = (runs[0][0].batch_sizes[0], runs[1][0].batch_sizes[0])
@@ -512,17 +517,17 @@ class TrialMeasure:
             steps=steps,
             warmup=self.warmup,
             seeds=seeds,
-            loss_baseline=_mean(losses[0]),
-            loss_candidate=_mean(losses[1]),
-            loss_baseline_std=_std(losses[0]),
-            loss_candidate_std=_std(losses[1]),
+            loss_baseline=mean(losses[0]),
+            loss_candidate=mean(losses[1]),
+            loss_baseline_std=stdev(losses[0]),
+            loss_candidate_std=stdev(losses[1]),
             losses_baseline=losses[0],
             losses_candidate=losses[1],
             same_initial_weights=start is not None,
         )
         if baseline.evaluate is not None:
-            quality_baseline = _mean([r.quality for r in runs[0] if r.quality is not None])
-            quality = _mean([r.quality for r in runs[1] if r.quality is not None])
+            quality_baseline = mean([r.quality for r in runs[0] if r.quality is not None])
+            quality = mean([r.quality for r in runs[1] if r.quality is not None])
             metric, greater = baseline.metric, baseline.greater_is_better
         else:
             quality_baseline, quality = comparison.loss_baseline, comparison.loss_candidate
@@ -637,107 +642,7 @@ def _quality_text(metric: str, drop: float, budget: Budget, within: bool) -> str
     return f"{metric} drop {amount} exceeds budget {budget}"
 
 
-# ----------------------------------------------------------------------------- inference
-
-
-def _first_batches(workload: Workload, count: int) -> list[Any]:
-    """The workload's first ``count`` batches; a single repeated batch object appears once."""
-    source = workload.batches()
-    try:
-        taken = list(itertools.islice(source, count))
-    finally:
-        _close(source)
-    unique: dict[int, Any] = {}
-    for batch in taken:
-        unique.setdefault(id(batch), batch)
-    return list(unique.values())
-
-
-def _close(source: Iterator[Any]) -> None:
-    """Close a batch generator now, so a DataLoader's workers stop with it."""
-    close = getattr(source, "close", None)
-    if callable(close):
-        close()
-
-
-def _units(
-    base: Sequence[Any], cand: Sequence[Any]
-) -> tuple[tuple[float, float], str, tuple[float, float] | None]:
-    """Units of work per pass for each arm, their name, and samples per unit (None unknown).
-
-    Passes that hold the same number of batches and samples are compared per batch; passes
-    whose samples differ, per sample.
-    """
-    samples = [_samples(base), _samples(cand)]
-    if samples[0] is None or samples[1] is None:
-        return (float(len(base)), float(len(cand))), "batch", None
-    if samples[0] == samples[1] and len(base) == len(cand):
-        per_batch = samples[0] / len(base)
-        return (float(len(base)), float(len(cand))), "batch", (per_batch, per_batch)
-    return (float(samples[0]), float(samples[1])), "sample", (1.0, 1.0)
-
-
-def _samples(batches: Sequence[Any]) -> int | None:
-    sizes = [first_batch_size(b) for b in batches]
-    return None if any(s is None for s in sizes) else sum(s for s in sizes if s is not None)
-
-
-def _infer_arm(workload: Workload, batches: list[Any], device: torch.device) -> Callable[[], None]:
-    """One pass of the workload's model over ``batches``, under its threads, then a sync."""
-    model, threads = workload.model, workload.threads
-    sync = _synchronizer(device)
-
-    def run() -> None:
-        with torch_threads(threads):
-            for batch in batches:
-                call_model(model, batch)
-            sync()
-
-    return run
-
-
-def _repeat(fn: Callable[[], None], times: int) -> None:
-    for _ in range(times):
-        fn()
-
-
-def _synchronizer(device: torch.device) -> Callable[[], None]:
-    """A function that waits for the device's queued work (nothing on a CPU)."""
-    if device.type != "cuda":
-        return lambda: None
-    import torch
-
-    return lambda: torch.cuda.synchronize(device)
-
-
-def _paired_steps(
-    runs: tuple[list[TrainRun], list[TrainRun]], warmup: int
-) -> tuple[list[float], list[float], str]:
-    """Step times paired across the arms (same seed, same step), per step or per sample."""
-    known = all(None not in r.batch_sizes for r in [*runs[0], *runs[1]])
-    per_sample = known and any(b.batch_sizes != c.batch_sizes for b, c in zip(*runs, strict=True))
-    base: list[float] = []
-    cand: list[float] = []
-    for b, c in zip(runs[0], runs[1], strict=True):
-        for k in range(warmup, len(b.times_s)):
-            if per_sample:
-                base.append(b.times_s[k] / (b.batch_sizes[k] or 1))
-                cand.append(c.times_s[k] / (c.batch_sizes[k] or 1))
-            else:
-                base.append(b.times_s[k])
-                cand.append(c.times_s[k])
-    return base, cand, "sample" if per_sample else "step"
-
-
 # ----------------------------------------------------------------------------- numbers
-
-
-def _mean(values: Sequence[float]) -> float:
-    return float(statistics.fmean(values)) if values else math.nan
-
-
-def _std(values: Sequence[float]) -> float:
-    return float(statistics.stdev(values)) if len(values) > 1 else 0.0
 
 
 def _finite_or_none(value: float) -> float | None:

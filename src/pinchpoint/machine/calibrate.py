@@ -43,6 +43,7 @@ import orjson
 import platformdirs
 import psutil
 
+from pinchpoint import codec
 from pinchpoint._io import atomic_write_bytes
 from pinchpoint._version import __version__
 from pinchpoint.errors import DeviceError
@@ -110,8 +111,10 @@ _DISPATCH_CALLS = 40
 
 
 @dataclass(frozen=True)
-class Peaks:
+class Peaks(codec.Saved):
     """The machine's measured peak rates, the roofline's ceilings.
+
+    A record written before cache bandwidths were measured loads with none.
 
     Attributes:
         device: ``"cpu"`` or ``"cuda:N"``.
@@ -171,40 +174,13 @@ class Peaks:
                 peaks[f"cache_{level}_bytes"] = float(self.cache_bytes[level])
         return peaks
 
-    def to_dict(self) -> dict[str, Any]:
-        """The peaks as a JSON-ready dict; :meth:`from_dict` gives back an equal object."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["flops"] = dict(self.flops)
-        d["cache_bandwidth_bytes_per_s"] = dict(self.cache_bandwidth_bytes_per_s)
-        d["cache_bytes"] = dict(self.cache_bytes)
-        return d
-
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Peaks:
-        """Peaks from :meth:`to_dict`'s output; raises ValueError when fields are missing or bad.
-
-        A record written before cache bandwidths were measured loads with none.
-        """
+    def from_dict(cls, data: Any) -> Peaks:
+        """The peaks :meth:`to_dict` wrote; a ValueError naming the record when it is broken."""
         try:
-            flops = data["flops"]
-            cache_rates = data.get("cache_bandwidth_bytes_per_s") or {}
-            cache_bytes = data.get("cache_bytes") or {}
-            if not all(isinstance(m, Mapping) for m in (flops, cache_rates, cache_bytes)):
-                raise TypeError("flops or a cache field is not a mapping")
-            return cls(
-                device=str(data["device"]),
-                flops={str(k): float(v) for k, v in flops.items()},
-                bandwidth_bytes_per_s=float(data["bandwidth_bytes_per_s"]),
-                dispatch_s=float(data["dispatch_s"]),
-                threads=int(data["threads"]),
-                key=str(data["key"]),
-                measured_at=str(data["measured_at"]),
-                seconds=float(data["seconds"]),
-                cache_bandwidth_bytes_per_s={str(k): float(v) for k, v in cache_rates.items()},
-                cache_bytes={str(k): int(v) for k, v in cache_bytes.items()},
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"not a calibration record: {exc!r}") from exc
+            return codec.decode(cls, data)
+        except codec.FormatError as exc:
+            raise codec.FormatError(f"not a calibration record: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,13 +31,11 @@ import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from pinchpoint import codec
-from pinchpoint._io import atomic_write_bytes, read_json
 from pinchpoint.errors import ProfileFormatError
 
 __all__ = [
@@ -597,10 +595,6 @@ class Profile(codec.Saved):
         """The file's keys in the order they have always had, with the derived summary."""
         return codec.arrange(data, _PROFILE_KEYS, summary=self.summary())
 
-    def to_json(self) -> bytes:
-        """The Profile as indented JSON bytes."""
-        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
-
     @classmethod
     def from_json(cls, text: bytes | str) -> Profile:
         """Parse JSON text made by :meth:`to_json`."""
@@ -609,15 +603,6 @@ class Profile(codec.Saved):
         except orjson.JSONDecodeError as exc:
             raise ProfileFormatError(f"not valid JSON: {exc}") from exc
         return cls.from_dict(data)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the Profile as JSON to ``path`` atomically (never a half-written file)."""
-        return atomic_write_bytes(path, self.to_json())
-
-    @classmethod
-    def load(cls, path: str | Path) -> Profile:
-        """Read a Profile saved by :meth:`save`."""
-        return cls.from_dict(read_json(path))
 
 
 #: The keys of a saved Profile, in the order files have them.

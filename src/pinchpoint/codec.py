@@ -33,8 +33,12 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar, Union
 
+import orjson
+
+from pinchpoint._io import atomic_write_bytes, read_json
 from pinchpoint.errors import ProfileFormatError
 
 __all__ = [
@@ -364,7 +368,8 @@ def arrange(data: dict[str, Any], order: str, **derived: Any) -> dict[str, Any]:
 
 
 class Saved:
-    """A mixin for saved dataclasses: ``to_dict``/``from_dict`` by :func:`encode`/:func:`decode`.
+    """A mixin for saved dataclasses: ``to_dict``/``from_dict`` by :func:`encode`/:func:`decode`,
+    and for a top-level result its file (``to_json``, ``save``, ``load``).
 
     A ``saved_as`` :class:`Document` makes the class a top-level result with a schema; a
     ``_saving`` method (taking and returning the encoded dict) changes what is written.
@@ -380,3 +385,16 @@ class Saved:
     def from_dict(cls: type[S], data: Any) -> S:
         """The object :meth:`to_dict` wrote; :class:`FormatError` for data that is not one."""
         return decode(cls, data)
+
+    def to_json(self) -> bytes:
+        """The object as indented JSON bytes."""
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the object as JSON to ``path`` atomically (never a half-written file)."""
+        return atomic_write_bytes(path, self.to_json())
+
+    @classmethod
+    def load(cls: type[S], path: str | Path) -> S:
+        """Read an object saved by :meth:`save`; ProfileFormatError, on one line, if it cannot."""
+        return cls.from_dict(read_json(path))

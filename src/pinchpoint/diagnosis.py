@@ -23,13 +23,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from pinchpoint import codec
-from pinchpoint._io import atomic_write_bytes
 from pinchpoint._profile import Profile, Step
 from pinchpoint.analyzers import Analyzer, run_analyzers
 from pinchpoint.finding import Finding
@@ -76,13 +72,6 @@ class Diagnosis(codec.Saved):
             machine=self.profile.machine.to_dict(),
             healthy=self.healthy,
         )
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the diagnosis as JSON atomically."""
-        return atomic_write_bytes(path, self.to_json())
 
 
 def roofline_summary(profile: Profile) -> dict[str, Any]:

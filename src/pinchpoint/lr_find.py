@@ -40,13 +40,9 @@ import copy
 import inspect
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import orjson
-
 from pinchpoint import codec
-from pinchpoint._io import atomic_write_bytes, read_json
 from pinchpoint.errors import PinchpointError, ProfileFormatError, WorkloadError
 from pinchpoint.workload import Workload
 
@@ -102,19 +98,6 @@ class LRFindResult(codec.Saved):
                 "broken pinchpoint LR range test: lrs, losses and smoothed differ in length"
             )
         return result
-
-    def to_json(self) -> bytes:
-        """The result as indented JSON bytes."""
-        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the result as JSON to ``path`` atomically (never a half-written file)."""
-        return atomic_write_bytes(path, self.to_json())
-
-    @classmethod
-    def load(cls, path: str | Path) -> LRFindResult:
-        """Read a result saved by :meth:`save`."""
-        return cls.from_dict(read_json(path))
 
 
 def lr_find(

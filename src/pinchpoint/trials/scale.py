@@ -41,7 +41,6 @@ import statistics
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pinchpoint import codec
@@ -213,21 +212,6 @@ class ScaleResult(codec.Saved):
 
     def _saving(self, data: dict[str, Any]) -> dict[str, Any]:
         return codec.arrange(data, _RESULT_KEYS, reference_nproc=self.reference.nproc)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the result as JSON to ``path`` atomically."""
-        import orjson
-
-        from pinchpoint._io import atomic_write_bytes
-
-        return atomic_write_bytes(path, orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2))
-
-    @classmethod
-    def load(cls, path: str | Path) -> ScaleResult:
-        """Read a result written by :meth:`save`."""
-        from pinchpoint._io import read_json
-
-        return cls.from_dict(read_json(path))
 
 
 def scale(

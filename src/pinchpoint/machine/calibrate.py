@@ -44,7 +44,6 @@ import platformdirs
 import psutil
 
 from pinchpoint import codec
-from pinchpoint._io import atomic_write_bytes
 from pinchpoint._version import __version__
 from pinchpoint.errors import DeviceError
 from pinchpoint.machine.facts import describe_machine
@@ -148,6 +147,8 @@ class Peaks(codec.Saved):
     cache_bandwidth_bytes_per_s: dict[str, float] = dataclasses.field(default_factory=dict)
     cache_bytes: dict[str, int] = dataclasses.field(default_factory=dict)
 
+    saved_as = codec.Document(_SCHEMA, "calibration record")
+
     def ridge_flops_per_byte(self, dtype: str = "float32") -> float:
         """The roofline's ridge point: the arithmetic intensity where compute becomes the limit.
 
@@ -173,14 +174,6 @@ class Peaks(codec.Saved):
                 peaks[f"bandwidth_{level}_bytes_per_s"] = rate
                 peaks[f"cache_{level}_bytes"] = float(self.cache_bytes[level])
         return peaks
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Peaks:
-        """The peaks :meth:`to_dict` wrote; a ValueError naming the record when it is broken."""
-        try:
-            return codec.decode(cls, data)
-        except codec.FormatError as exc:
-            raise codec.FormatError(f"not a calibration record: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -657,11 +650,8 @@ def calibrate(device: str = "cpu") -> Peaks:
 def _read_cache(path: Path, key: str, device: str) -> Peaks | None:
     """The cached peaks at ``path``, or None when the file is missing, unreadable or not valid."""
     try:
-        data = orjson.loads(path.read_bytes())
-        if not isinstance(data, dict) or data.get("schema") != _SCHEMA:
-            return None
-        peaks = Peaks.from_dict(data)
-    except (OSError, ValueError):  # orjson.JSONDecodeError is a ValueError
+        peaks = Peaks.from_dict(orjson.loads(path.read_bytes()))
+    except (OSError, ValueError):  # orjson.JSONDecodeError and codec.FormatError are ValueErrors
         return None
     rates = [
         *peaks.flops.values(),
@@ -696,9 +686,8 @@ def load_or_calibrate(
         if cached is not None:
             return cached, True
     peaks = calibrate(dev)
-    record = {"schema": _SCHEMA, **peaks.to_dict()}
     try:
-        atomic_write_bytes(path, orjson.dumps(record, option=orjson.OPT_INDENT_2))
+        peaks.save(path)
     except OSError as exc:
         warnings.warn(
             f"could not cache the calibration at {path}: {exc}", RuntimeWarning, stacklevel=2

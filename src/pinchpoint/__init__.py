@@ -33,7 +33,10 @@ if TYPE_CHECKING:
     from pinchpoint.remedies import apply
     from pinchpoint.results import load_result
     from pinchpoint.traces import TraceAnalysis, load_trace
-    from pinchpoint.trials import Trial, trial
+
+    # From the module: through the package, mypy (in the import cycle the saved types form with
+    # pinchpoint.codec) took the name for the submodule pinchpoint.trials.trial.
+    from pinchpoint.trials.trial import Trial, trial
 
 
 __all__ = [

@@ -1,7 +1,7 @@
 """The Profile: everything one recorded run measured, typed and saved as versioned JSON.
 
-Structure (each a dataclass with ``to_dict``/``from_dict``; ``Profile.save``/``Profile.load`` go
-through JSON and give back an equal object):
+Structure (each a dataclass saved by :mod:`pinchpoint.codec`, with ``to_dict``/``from_dict``;
+``Profile.save``/``Profile.load`` go through JSON and give back an equal object):
 
 - :class:`Step`: one step's wall time split into :data:`PHASES` that add up to it, plus the
   training series (loss, global gradient norm) and whether the step counts in statistics.
@@ -11,14 +11,18 @@ through JSON and give back an equal object):
 - :class:`FlopCount`: FLOPs of one step by phase, and the operators that could not be counted.
 - :class:`Memory`: parameters, gradients, optimizer state, activation peak, process memory.
 - :class:`Machine` and :class:`Environment`: where the run happened.
-- :class:`DeviceTimeline`: the device's busy, idle, compute and communication time, from a
-  trace's kernel timeline (imported traces; None for runs recorded without one).
+- :class:`DeviceTimeline`: the device's busy, idle, compute and communication time and its
+  kernels by name and kind (:class:`KernelTotal`), from a trace's kernel timeline (None for
+  runs recorded without one).
 - :class:`Distributed`: which rank of a data-parallel job recorded the run, and how its
   gradients were reduced (None for a single process).
+- :class:`TraceSource`: for a Profile read from a profiler trace, its file, rank, launches and
+  syncs (:class:`CallStats`) and the file's issues (None for a live run).
 
-A multi-rank Profile (a data-parallel job, see :mod:`pinchpoint.recorders.job`) is rank 0's
-Profile with every rank's own Profile, rank 0's included, in :attr:`Profile.ranks`, sorted by
-rank; each of those has no ranks of its own.
+A multi-rank Profile (a data-parallel job, see :mod:`pinchpoint.recorders.job`, or the ranks
+of a trace, see :mod:`pinchpoint.traces`) is its first rank's Profile with every rank's own
+Profile, the first included, in :attr:`Profile.ranks`, sorted by rank; each of those has no
+ranks of its own.
 
 Statistics (medians, spread, shares) are derived on demand from the steps and are written to JSON
 under ``summary`` for readers of the file; ``from_dict`` ignores that key, so the file's numbers
@@ -29,14 +33,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from pinchpoint._io import atomic_write_bytes, read_json
+from pinchpoint import codec
 from pinchpoint.errors import ProfileFormatError
 
 __all__ = [
@@ -79,29 +82,8 @@ PHASES: tuple[str, ...] = (
 )
 
 
-def _float_out(value: float | None) -> float | str | None:
-    """JSON has no NaN or infinity: write them as strings so a diverging loss survives."""
-    if value is None or math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-
-
-def _float_in(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return float(value.replace("Infinity", "inf"))
-    return float(value)
-
-
-def _from_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
-    """Pick the dataclass's own fields from ``data``, refusing a record that lacks required ones."""
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in data.items() if k in names}
-
-
 @dataclass(frozen=True)
-class Step:
+class Step(codec.Saved):
     """One step: its wall time, the phases that add up to it, and its training series.
 
     Attributes:
@@ -138,14 +120,15 @@ class Step:
     samples: int | None = None
     loss: float | None = None
     grad_norm: float | None = None
-    comm_s: float | None = None
-    lr: float | None = None
-    start_s: float | None = None
-    communication_host_s: float | None = None
-    backward: bool | None = None
-    device_busy_s: float | None = None
-    device_communication_s: float | None = None
-    busy_s: float | None = None
+    # Written only where measured: a single process's files stay as they were.
+    comm_s: float | None = field(default=None, metadata=codec.omit_none())
+    lr: float | None = field(default=None, metadata=codec.omit_none())
+    start_s: float | None = field(default=None, metadata=codec.omit_none())
+    communication_host_s: float | None = field(default=None, metadata=codec.omit_none())
+    backward: bool | None = field(default=None, metadata=codec.omit_none())
+    device_busy_s: float | None = field(default=None, metadata=codec.omit_none())
+    device_communication_s: float | None = field(default=None, metadata=codec.omit_none())
+    busy_s: float | None = field(default=None, metadata=codec.omit_none())
 
     @property
     def measured(self) -> bool:
@@ -160,53 +143,9 @@ class Step:
             return self.busy_s
         return self.wall_s - self.phases.get("communication", 0.0)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = {
-            "index": self.index,
-            "wall_s": self.wall_s,
-            "phases": dict(self.phases),
-            "warmup": self.warmup,
-            "sampled": self.sampled,
-            "samples": self.samples,
-            "loss": _float_out(self.loss),
-            "grad_norm": _float_out(self.grad_norm),
-        }
-        if self.comm_s is not None:
-            # Written only where measured: a single process's files stay as they were.
-            d["comm_s"] = self.comm_s
-        if self.lr is not None:
-            d["lr"] = self.lr
-        for name in _TRACE_STEP_FIELDS:
-            if (value := getattr(self, name)) is not None:
-                d[name] = value
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Step:
-        d = _from_fields(cls, data)
-        d["phases"] = {str(k): float(v) for k, v in d["phases"].items()}
-        d["wall_s"] = float(d["wall_s"])
-        d["loss"] = _float_in(d.get("loss"))
-        d["grad_norm"] = _float_in(d.get("grad_norm"))
-        if d.get("comm_s") is not None:
-            d["comm_s"] = float(d["comm_s"])
-        if d.get("lr") is not None:
-            d["lr"] = float(d["lr"])
-        return cls(**d)
-
-
-_TRACE_STEP_FIELDS = (
-    "start_s",
-    "communication_host_s",
-    "backward",
-    "device_busy_s",
-    "device_communication_s",
-    "busy_s",
-)
-
 
 @dataclass(frozen=True)
-class Operator:
+class Operator(codec.Saved):
     """One operator with one set of input shapes, summed over the profiled step.
 
     Attributes:
@@ -236,26 +175,9 @@ class Operator:
     bytes: int | None = None
     work_s: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "count": self.count,
-            "self_s": self.self_s,
-            "total_s": self.total_s,
-            "input_shapes": self.input_shapes,
-            "input_dtypes": list(self.input_dtypes),
-            "flops": self.flops,
-            "bytes": self.bytes,
-            "work_s": self.work_s,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Operator:
-        return cls(**_from_fields(cls, data))
-
 
 @dataclass(frozen=True)
-class ModuleStat:
+class ModuleStat(codec.Saved):
     """One module of the model: its parameters and the FLOPs run inside it in one step.
 
     ``name`` is the module's qualified name as ``model.named_modules()`` gives it (``""`` for the
@@ -273,25 +195,9 @@ class ModuleStat:
     bytes_forward: int = 0
     forward_s: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "type": self.type,
-            "params": self.params,
-            "flops": self.flops,
-            "flops_forward": self.flops_forward,
-            "flops_backward": self.flops_backward,
-            "bytes_forward": self.bytes_forward,
-            "forward_s": self.forward_s,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ModuleStat:
-        return cls(**_from_fields(cls, data))
-
 
 @dataclass(frozen=True)
-class FlopCount:
+class FlopCount(codec.Saved):
     """FLOPs of one step, split by phase, with the operators that could not be counted.
 
     ``by_phase`` maps phase name to FLOPs; ``uncounted`` maps an operator name to its calls in
@@ -306,22 +212,12 @@ class FlopCount:
         """FLOPs of the whole step."""
         return sum(self.by_phase.values())
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "total": self.total,
-            "by_phase": dict(self.by_phase),
-            "uncounted": dict(self.uncounted),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FlopCount:
-        return cls(
-            by_phase=dict(data.get("by_phase", {})), uncounted=dict(data.get("uncounted", {}))
-        )
+    def _saving(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {"total": self.total, **data}  # for readers of the file
 
 
 @dataclass(frozen=True)
-class Memory:
+class Memory(codec.Saved):
     """Where the run's memory goes, in bytes; None where it was not measured.
 
     ``activations_peak_bytes`` is the largest amount allocated during a step above what was
@@ -343,24 +239,9 @@ class Memory:
     process_limit_bytes: int | None = None
     source: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Memory:
-        return cls(**_from_fields(cls, data))
-
-
-def _floats_out(rows: list[list[float | None]]) -> list[list[float | str | None]]:
-    return [[_float_out(v) for v in row] for row in rows]
-
-
-def _floats_in(rows: Any) -> list[list[float | None]]:
-    return [[_float_in(v) for v in row] for row in rows]
-
 
 @dataclass(frozen=True)
-class Health:
+class Health(codec.Saved):
     """Training-health series: per-layer gradients and updates, activations, non-finite values.
 
     Matrices are ``[row][column]``: one row per recorded step (``grad_steps``, ``update_steps``,
@@ -391,34 +272,9 @@ class Health:
     activation_std: list[list[float | None]] = field(default_factory=list)
     nonfinite: dict[str, Any] | None = None
 
-    _MATRICES = (
-        "grad_norm",
-        "update_ratio",
-        "weight_norm",
-        "dead_share",
-        "saturated_share",
-        "activation_mean",
-        "activation_std",
-    )
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in self._MATRICES:
-            d[name] = _floats_out(d[name])
-        d["nonfinite"] = dict(self.nonfinite) if self.nonfinite is not None else None
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Health:
-        d = _from_fields(cls, data)
-        for name in cls._MATRICES:
-            if name in d:
-                d[name] = _floats_in(d[name])
-        return cls(**d)
-
 
 @dataclass(frozen=True)
-class Machine:
+class Machine(codec.Saved):
     """The machine a run happened on: processor, memory and accelerator facts.
 
     ``cpu_flags`` holds the instruction-set extensions that decide which fast paths exist
@@ -438,51 +294,25 @@ class Machine:
     gpu: dict[str, Any] | None = None
     peaks: dict[str, float] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["cpu_flags"] = list(self.cpu_flags)
-        d["peaks"] = dict(self.peaks)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Machine:
-        return cls(**_from_fields(cls, data))
-
 
 @dataclass(frozen=True)
-class Environment:
+class Environment(codec.Saved):
     """The software a run used: Python and package versions, keyed by name."""
 
     python: str = ""
     packages: dict[str, str] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"python": self.python, "packages": dict(self.packages)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Environment:
-        return cls(python=data.get("python", ""), packages=dict(data.get("packages", {})))
-
 
 @dataclass(frozen=True)
-class KernelTotal:
+class KernelTotal(codec.Saved):
     """Device events of one kernel name, or of one kind: calls and seconds summed over the
     window; ``kind`` (computation, communication, memory, sync) for a name, ``share`` of all
     kernel time for a kind."""
 
     count: int
     time_s: float
-    kind: str | None = None
-    share: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"count": self.count, "time_s": self.time_s}
-        d.update({k: v for k, v in (("kind", self.kind), ("share", self.share)) if v is not None})
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> KernelTotal:
-        return cls(**_from_fields(cls, data))
+    kind: str | None = field(default=None, metadata=codec.omit_none())
+    share: float | None = field(default=None, metadata=codec.omit_none())
 
 
 #: The kernels a trace's summary lists, by time.
@@ -490,18 +320,18 @@ TOP_KERNELS = 10
 
 
 @dataclass(frozen=True)
-class DeviceTimeline:
+class DeviceTimeline(codec.Saved):
     """What the device's kernel timeline shows, over the span Holistic Trace Analysis uses.
 
     ``span_s`` runs from the first device event's start to the last one's end (in ``window``);
-    ``busy_s`` is the union of all device events in it, ``compute_s`` the union of computation
-    kernels, ``communication_s`` the union of communication kernels and
-    ``exposed_communication_s`` the part of it no computation kernel overlaps.
-    ``comm_comp_overlap`` is the overlapped share of communication time (None without any).
-    ``idle_causes`` splits the device's idle seconds by what the host was doing meanwhile:
-    ``data`` (waiting for a batch), ``optimizer``, ``sync`` (blocked in synchronising or copy
-    calls) and ``host`` (anything else: Python, framework and launch overhead).
-    ``idle_breakdown`` is HTA's per-stream split (host_wait, kernel_wait, other).
+    ``busy_s`` is the union of all device events in it (``idle_s`` the rest of the span),
+    ``compute_s`` the union of computation kernels, ``communication_s`` the union of
+    communication kernels and ``exposed_communication_s`` the part of it no computation kernel
+    overlaps. ``comm_comp_overlap`` is the overlapped share of communication time (None
+    without any). ``idle_causes`` splits the device's idle seconds by what the host was doing
+    meanwhile: ``data`` (waiting for a batch), ``optimizer``, ``sync`` (blocked in
+    synchronising or copy calls) and ``host`` (anything else: Python, framework and launch
+    overhead). ``idle_breakdown`` is HTA's per-stream split (host_wait, kernel_wait, other).
 
     The shares (``idle_share`` ...) are the trace's exact ratios of nanoseconds, kept as
     measured; ``kernel_totals`` and ``kernel_kinds`` sum the window's device events by name and
@@ -534,7 +364,7 @@ class DeviceTimeline:
     kernel_totals: dict[str, KernelTotal] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.idle_s < 0:  # not given: the span less the busy time
+        if self.idle_s < 0:  # not given (older files): the span less the busy time
             object.__setattr__(self, "idle_s", max(0.0, self.span_s - self.busy_s))
 
     def top_kernels(self, n: int = TOP_KERNELS) -> list[tuple[str, KernelTotal, float]]:
@@ -544,24 +374,9 @@ class DeviceTimeline:
         total_ns = round((self.kernel_time_s or 0.0) * 1e9)
         return [(k, v, v.time_s * 1e9 / total_ns if total_ns else 0.0) for k, v in ranked]
 
-    def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["idle_causes"] = dict(self.idle_causes)
-        d["idle_breakdown"] = dict(self.idle_breakdown)
-        d["kernel_kinds"] = {k: v.to_dict() for k, v in self.kernel_kinds.items()}
-        d["kernel_totals"] = {k: v.to_dict() for k, v in self.kernel_totals.items()}
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DeviceTimeline:
-        d = _from_fields(cls, data)
-        for key in ("kernel_kinds", "kernel_totals"):
-            d[key] = {k: KernelTotal.from_dict(v) for k, v in (d.get(key) or {}).items()}
-        return cls(**d)
-
 
 @dataclass(frozen=True)
-class CallStats:
+class CallStats(codec.Saved):
     """Host runtime calls of one kind in a trace (kernel launches, synchronisations): how many,
     their summed seconds, and for launches the calls per step and their median and 90th
     percentile duration (None where there were none)."""
@@ -572,16 +387,9 @@ class CallStats:
     median_s: float | None = None
     p90_s: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CallStats:
-        return cls(**_from_fields(cls, data))
-
 
 @dataclass(frozen=True)
-class TraceSource:
+class TraceSource(codec.Saved):
     """Where a Profile read from a profiler trace came from, and what the trace held besides
     steps, operators and the device timeline.
 
@@ -607,22 +415,9 @@ class TraceSource:
     sync: CallStats = field(default_factory=CallStats)
     issues: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d.update(launches=self.launches.to_dict(), sync=self.sync.to_dict())
-        d["issues"] = list(self.issues)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TraceSource:
-        d = _from_fields(cls, data)
-        d["launches"] = CallStats.from_dict(d.get("launches") or {})
-        d["sync"] = CallStats.from_dict(d.get("sync") or {})
-        return cls(**d)
-
 
 @dataclass(frozen=True)
-class Distributed:
+class Distributed(codec.Saved):
     """One rank of a data-parallel job: where it ran and how its gradients were reduced.
 
     ``rank`` and ``world_size`` are the process group's; ``local_rank`` the rank on its node,
@@ -648,19 +443,9 @@ class Distributed:
     buckets_bytes: list[int] = field(default_factory=list)
     comm_measured: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["ddp"] = dict(self.ddp)
-        d["buckets_bytes"] = list(self.buckets_bytes)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Distributed:
-        return cls(**_from_fields(cls, data))
-
 
 @dataclass(frozen=True)
-class Compilation:
+class Compilation(codec.Saved):
     """What ``torch.compile`` did during the run, step by step, from torch._dynamo's counters.
 
     The per-step lists run parallel to :attr:`Profile.steps` (one entry per step, warm-up and
@@ -683,36 +468,9 @@ class Compilation:
     graph_break_reasons: dict[str, int] = field(default_factory=dict)
     limit_hits: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "graphs": list(self.graphs),
-            "compile_s": list(self.compile_s),
-            "graph_breaks": list(self.graph_breaks),
-            "shapes": list(self.shapes),
-            "recompile_reasons": dict(self.recompile_reasons),
-            "graph_break_reasons": dict(self.graph_break_reasons),
-            "limit_hits": self.limit_hits,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Compilation:
-        return cls(
-            graphs=[int(v) for v in data.get("graphs", [])],
-            compile_s=[float(v) for v in data.get("compile_s", [])],
-            graph_breaks=[int(v) for v in data.get("graph_breaks", [])],
-            shapes=[str(v) for v in data.get("shapes", [])],
-            recompile_reasons={
-                str(k): int(v) for k, v in data.get("recompile_reasons", {}).items()
-            },
-            graph_break_reasons={
-                str(k): int(v) for k, v in data.get("graph_break_reasons", {}).items()
-            },
-            limit_hits=int(data.get("limit_hits", 0)),
-        )
-
 
 @dataclass(frozen=True)
-class PhaseStats:
+class PhaseStats(codec.Saved):
     """Median and spread of one phase over the measured steps, in seconds and as a share."""
 
     median_s: float
@@ -721,12 +479,9 @@ class PhaseStats:
     mean_s: float
     share: float
 
-    def to_dict(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
 
 @dataclass(frozen=True)
-class CommunicationStats:
+class CommunicationStats(codec.Saved):
     """Gradient all-reduce over the measured steps of a data-parallel run.
 
     ``allreduce_s`` is the all-reduce time summed over the steps (each step's union of its
@@ -755,11 +510,8 @@ class CommunicationStats:
             return None
         return min(1.0, max(0.0, 1.0 - self.exposed_s / self.allreduce_s))
 
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["exposed_share"] = self.exposed_share
-        d["overlap"] = self.overlap
-        return d
+    def _saving(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {**data, "exposed_share": self.exposed_share, "overlap": self.overlap}
 
 
 def communication_stats(steps: Iterable[Step]) -> CommunicationStats | None:
@@ -809,7 +561,7 @@ def phase_stats(steps: Iterable[Step]) -> dict[str, PhaseStats]:
 
 
 @dataclass
-class Profile:
+class Profile(codec.Saved):
     """What one recorded run measured: steps and phases, operators, FLOPs, memory, machine.
 
     Attributes:
@@ -861,8 +613,11 @@ class Profile:
     distributed: Distributed | None = None
     ranks: list[Profile] = field(default_factory=list)
     created: str = ""
-    compilation: Compilation | None = None
-    trace: TraceSource | None = None
+    # Only runs that compiled carry the key, so other files stay as they were.
+    compilation: Compilation | None = field(default=None, metadata=codec.omit_none())
+    trace: TraceSource | None = field(default=None, metadata=codec.omit_none())
+
+    saved_as = codec.Document(SCHEMA, "profile")
 
     @property
     def rank(self) -> int | None:
@@ -951,91 +706,9 @@ class Profile:
             out["communication"] = comm.to_dict()
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        """The Profile as JSON-ready data, with the schema version and a derived summary."""
-        return {
-            "schema": SCHEMA,
-            "name": self.name,
-            "mode": self.mode,
-            "device": self.device,
-            "created": self.created,
-            "settings": dict(self.settings),
-            "optimizer": dict(self.optimizer) if self.optimizer is not None else None,
-            "operator_coverage": (
-                dict(self.operator_coverage) if self.operator_coverage is not None else None
-            ),
-            "machine": self.machine.to_dict(),
-            "environment": self.environment.to_dict(),
-            "summary": self.summary(),
-            "steps": [s.to_dict() for s in self.steps],
-            "flops": self.flops.to_dict() if self.flops is not None else None,
-            "memory": self.memory.to_dict(),
-            "health": self.health.to_dict() if self.health is not None else None,
-            "device_timeline": (
-                self.device_timeline.to_dict() if self.device_timeline is not None else None
-            ),
-            "distributed": self.distributed.to_dict() if self.distributed is not None else None,
-            "modules": [m.to_dict() for m in self.modules],
-            "operators": [o.to_dict() for o in self.operators],
-            "ranks": [r.to_dict() for r in self.ranks],
-            # Only runs that compiled carry the key, so other files stay as they were.
-            **({"compilation": self.compilation.to_dict()} if self.compilation else {}),
-            **({"trace": self.trace.to_dict()} if self.trace else {}),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Profile:
-        """Build a Profile from :meth:`to_dict` output; ProfileFormatError if it is not one."""
-        if not isinstance(data, Mapping):
-            raise ProfileFormatError("not a pinchpoint profile: the JSON is not an object")
-        schema = data.get("schema")
-        if schema != SCHEMA:
-            found = f"schema {schema!r}" if schema else "no schema field"
-            raise ProfileFormatError(f"not a pinchpoint profile ({found}; expected {SCHEMA!r})")
-        try:
-            flops = data.get("flops")
-            return cls(
-                name=str(data["name"]),
-                mode=str(data["mode"]),
-                device=str(data["device"]),
-                created=str(data.get("created", "")),
-                settings=dict(data.get("settings", {})),
-                optimizer=dict(data["optimizer"]) if data.get("optimizer") is not None else None,
-                operator_coverage=(
-                    dict(data["operator_coverage"])
-                    if data.get("operator_coverage") is not None
-                    else None
-                ),
-                machine=Machine.from_dict(data.get("machine", {})),
-                environment=Environment.from_dict(data.get("environment", {})),
-                steps=[Step.from_dict(s) for s in data.get("steps", [])],
-                flops=FlopCount.from_dict(flops) if flops is not None else None,
-                memory=Memory.from_dict(data.get("memory", {})),
-                modules=[ModuleStat.from_dict(m) for m in data.get("modules", [])],
-                health=Health.from_dict(data["health"]) if data.get("health") else None,
-                device_timeline=(
-                    DeviceTimeline.from_dict(data["device_timeline"])
-                    if data.get("device_timeline")
-                    else None
-                ),
-                distributed=(
-                    Distributed.from_dict(data["distributed"]) if data.get("distributed") else None
-                ),
-                operators=[Operator.from_dict(o) for o in data.get("operators", [])],
-                ranks=[cls.from_dict(r) for r in data.get("ranks") or []],
-                compilation=(
-                    Compilation.from_dict(data["compilation"]) if data.get("compilation") else None
-                ),
-                trace=TraceSource.from_dict(data["trace"]) if data.get("trace") else None,
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ProfileFormatError(
-                f"broken pinchpoint profile: {type(exc).__name__}: {exc}"
-            ) from exc
-
-    def to_json(self) -> bytes:
-        """The Profile as indented JSON bytes."""
-        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
+    def _saving(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The file's keys in the order they have always had, with the derived summary."""
+        return codec.arrange(data, _PROFILE_KEYS, summary=self.summary())
 
     @classmethod
     def from_json(cls, text: bytes | str) -> Profile:
@@ -1046,11 +719,10 @@ class Profile:
             raise ProfileFormatError(f"not valid JSON: {exc}") from exc
         return cls.from_dict(data)
 
-    def save(self, path: str | Path) -> Path:
-        """Write the Profile as JSON to ``path`` atomically (never a half-written file)."""
-        return atomic_write_bytes(path, self.to_json())
 
-    @classmethod
-    def load(cls, path: str | Path) -> Profile:
-        """Read a Profile saved by :meth:`save`."""
-        return cls.from_dict(read_json(path))
+#: The keys of a saved Profile, in the order files have them.
+_PROFILE_KEYS = (
+    "schema name mode device created settings optimizer operator_coverage machine environment "
+    "summary steps flops memory health device_timeline distributed modules operators ranks "
+    "compilation trace"
+)

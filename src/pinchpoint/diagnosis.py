@@ -21,17 +21,13 @@ The JSON form (``schema: pinchpoint.diagnosis/1``) is a public contract::
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from pinchpoint._io import atomic_write_bytes
+from pinchpoint import codec
 from pinchpoint._profile import Profile, Step
 from pinchpoint.analyzers import Analyzer, run_analyzers
-from pinchpoint.errors import ProfileFormatError
 from pinchpoint.finding import Finding
 from pinchpoint.roofline import achieved_fraction, module_points, operator_points
 from pinchpoint.workload import Workload
@@ -48,13 +44,15 @@ _TOP_POINTS = 40
 
 
 @dataclass
-class Diagnosis:
+class Diagnosis(codec.Saved):
     """The findings for one target, ranked, with the Profile and roofline they rest on."""
 
     target: str
     profile: Profile
     findings: list[Finding] = field(default_factory=list)
     roofline: dict[str, Any] = field(default_factory=dict)
+
+    saved_as = codec.Document(SCHEMA, "diagnosis")
 
     @property
     def principal(self) -> Finding | None:
@@ -66,39 +64,14 @@ class Diagnosis:
         """True when no finding is of high severity."""
         return not any(f.severity == "high" for f in self.findings)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The diagnosis as JSON-ready data (see the module docstring for the contract)."""
-        return {
-            "schema": SCHEMA,
-            "target": self.target,
-            "machine": self.profile.machine.to_dict(),
-            "healthy": self.healthy,
-            "findings": [f.to_dict() for f in self.findings],
-            "roofline": self.roofline,
-            "profile": self.profile.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Diagnosis:
-        """Read :meth:`to_dict` output back; ProfileFormatError if it is not a diagnosis."""
-        if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
-            raise ProfileFormatError(f"not a pinchpoint diagnosis (expected schema {SCHEMA!r})")
-        try:
-            return cls(
-                target=str(data["target"]),
-                profile=Profile.from_dict(data["profile"]),
-                findings=[Finding.from_dict(f) for f in data["findings"]],
-                roofline=dict(data.get("roofline", {})),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProfileFormatError(f"broken pinchpoint diagnosis: {exc}") from exc
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the diagnosis as JSON atomically."""
-        return atomic_write_bytes(path, self.to_json())
+    def _saving(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The contract's key order, with the machine and verdict up front for readers."""
+        return codec.arrange(
+            data,
+            "schema target machine healthy findings roofline profile",
+            machine=self.profile.machine.to_dict(),
+            healthy=self.healthy,
+        )
 
 
 def roofline_summary(profile: Profile) -> dict[str, Any]:

@@ -14,9 +14,10 @@ time savings; then learning that is slowed but not stopped; then smaller savings
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
+from pinchpoint import codec
 
 __all__ = [
     "KINDS",
@@ -79,22 +80,15 @@ def severity_for(saving_share: float) -> Severity:
 
 
 @dataclass(frozen=True)
-class Remedy:
+class Remedy(codec.Saved):
     """A remedy that applies to a finding, and why it should help here."""
 
     name: str
     why: str
 
-    def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "why": self.why}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Remedy:
-        return cls(name=str(data["name"]), why=str(data["why"]))
-
 
 @dataclass(frozen=True)
-class Finding:
+class Finding(codec.Saved):
     """One bottleneck, with its share of the step, the saving if removed, and the evidence.
 
     Attributes:
@@ -117,7 +111,7 @@ class Finding:
     severity: Severity
     share: float
     saving_share: float
-    summary: str
+    summary: str = field(metadata=codec.missing_as(""))
     evidence: dict[str, Any] = field(default_factory=dict)
     remedies: list[Remedy] = field(default_factory=list)
     rank_reason: str = ""
@@ -127,31 +121,6 @@ class Finding:
             raise ValueError(f"unknown finding kind {self.kind!r}; see TAXONOMY.md")
         if self.severity not in SEVERITIES:
             raise ValueError(f"unknown severity {self.severity!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "severity": self.severity,
-            "share": self.share,
-            "saving_share": self.saving_share,
-            "summary": self.summary,
-            "evidence": dict(self.evidence),
-            "remedies": [r.to_dict() for r in self.remedies],
-            "rank_reason": self.rank_reason,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
-        return cls(
-            kind=str(data["kind"]),
-            severity=data["severity"],
-            share=float(data["share"]),
-            saving_share=float(data["saving_share"]),
-            summary=str(data.get("summary", "")),
-            evidence=dict(data.get("evidence", {})),
-            remedies=[Remedy.from_dict(r) for r in data.get("remedies", [])],
-            rank_reason=str(data.get("rank_reason", "")),
-        )
 
 
 _SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}

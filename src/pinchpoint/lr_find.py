@@ -39,14 +39,10 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import orjson
-
-from pinchpoint._io import atomic_write_bytes, read_json
+from pinchpoint import codec
 from pinchpoint.errors import PinchpointError, ProfileFormatError, WorkloadError
 from pinchpoint.workload import Workload
 
@@ -55,6 +51,8 @@ __all__ = ["SCHEMA", "LRFindResult", "lr_find", "suggest"]
 #: The ``schema`` field of a saved range test.
 SCHEMA = "pinchpoint.lr_find/1"
 
+#: The keys of a saved range test, in the order files have them.
+_KEYS = "schema optimizer suggestion reason stopped_early lrs losses smoothed"
 #: The smoothed loss must fall at least this fraction below its first value for a rate to be
 #: suggested; a smaller dip is within the noise of a curve that is really flat or rising.
 _MIN_RELATIVE_FALL = 0.01
@@ -65,7 +63,7 @@ _WINDOW_DECADES = 0.2
 
 
 @dataclass(frozen=True)
-class LRFindResult:
+class LRFindResult(codec.Saved):
     """An LR range test: the learning rates tried, the loss at each, and the suggested rate.
 
     Attributes:
@@ -86,57 +84,20 @@ class LRFindResult:
     stopped_early: bool
     optimizer: str
 
-    def to_dict(self) -> dict[str, Any]:
-        """The result as JSON-ready data, with the schema version."""
-        return {
-            "schema": SCHEMA,
-            "optimizer": self.optimizer,
-            "suggestion": self.suggestion,
-            "reason": self.reason,
-            "stopped_early": self.stopped_early,
-            "lrs": list(self.lrs),
-            "losses": list(self.losses),
-            "smoothed": list(self.smoothed),
-        }
+    saved_as = codec.Document(SCHEMA, "LR range test")
+
+    def _saving(self, data: dict[str, Any]) -> dict[str, Any]:
+        return codec.arrange(data, _KEYS)  # the verdict before the series, for readers
 
     @classmethod
     def from_dict(cls, data: Any) -> LRFindResult:
         """Read :meth:`to_dict` output back; ProfileFormatError if it is not a range test."""
-        if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
-            raise ProfileFormatError(f"not a pinchpoint LR range test (expected schema {SCHEMA!r})")
-        try:
-            suggestion = data["suggestion"]
-            result = cls(
-                lrs=[float(v) for v in data["lrs"]],
-                losses=[float(v) for v in data["losses"]],
-                smoothed=[float(v) for v in data["smoothed"]],
-                suggestion=None if suggestion is None else float(suggestion),
-                reason=str(data["reason"]),
-                stopped_early=bool(data["stopped_early"]),
-                optimizer=str(data["optimizer"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProfileFormatError(
-                f"broken pinchpoint LR range test: {type(exc).__name__}: {exc}"
-            ) from exc
+        result = codec.decode(cls, data)
         if not len(result.lrs) == len(result.losses) == len(result.smoothed):
             raise ProfileFormatError(
                 "broken pinchpoint LR range test: lrs, losses and smoothed differ in length"
             )
         return result
-
-    def to_json(self) -> bytes:
-        """The result as indented JSON bytes."""
-        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the result as JSON to ``path`` atomically (never a half-written file)."""
-        return atomic_write_bytes(path, self.to_json())
-
-    @classmethod
-    def load(cls, path: str | Path) -> LRFindResult:
-        """Read a result saved by :meth:`save`."""
-        return cls.from_dict(read_json(path))
 
 
 def lr_find(

@@ -42,6 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pinchpoint import codec
 from pinchpoint._profile import Profile
 
 __all__ = [
@@ -68,7 +69,7 @@ _DTYPE_PEAKS = {
 
 
 @dataclass(frozen=True)
-class RooflinePoint:
+class RooflinePoint(codec.Saved):
     """One operator or module placed on the roofline.
 
     ``seconds`` is the time its ``flops`` took (an operator's work time, see the module
@@ -94,20 +95,15 @@ class RooflinePoint:
             return 0.0
         return self.achieved_flops_per_s / self.attainable_flops_per_s
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "flops": self.flops,
-            "bytes": self.bytes,
-            "seconds": self.seconds,
-            "intensity_flops_per_byte": self.intensity_flops_per_byte,
-            "achieved_flops_per_s": self.achieved_flops_per_s,
-            "attainable_flops_per_s": self.attainable_flops_per_s,
-            "fraction": self.fraction,
-            "bound": self.bound,
-            "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
-            "memory_level": self.memory_level,
-        }
+    def _saving(self, data: dict[str, Any]) -> dict[str, Any]:
+        return codec.arrange(data, _POINT_KEYS, fraction=self.fraction)  # for readers
+
+
+#: The keys of a saved point: its fields, with the derived ``fraction`` after the rates.
+_POINT_KEYS = (
+    "name flops bytes seconds intensity_flops_per_byte achieved_flops_per_s "
+    "attainable_flops_per_s fraction"
+)
 
 
 def peak_for_dtypes(peaks: dict[str, float], dtypes: list[str]) -> float:

@@ -57,13 +57,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from pinchpoint import codec
 from pinchpoint.stats import median, row_medians
 
 __all__ = ["METHOD", "Straggler", "StragglerReport", "find_stragglers"]
@@ -74,7 +74,7 @@ FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
-class Straggler:
+class Straggler(codec.Saved):
     """One rank whose busy time per step is consistently and materially above the others'."""
 
     rank: int
@@ -85,26 +85,14 @@ class Straggler:
     p_value: float
     confidence: float
 
-    def to_dict(self) -> dict[str, Any]:
-        """The straggler as plain JSON types."""
-        return {
-            "rank": int(self.rank),
-            "excess_s": float(self.excess_s),
-            "excess_share": float(self.excess_share),
-            "slowest_steps": int(self.slowest_steps),
-            "steps": int(self.steps),
-            "p_value": float(self.p_value),
-            "confidence": float(self.confidence),
-        }
-
 
 @dataclass(frozen=True)
-class StragglerReport:
+class StragglerReport(codec.Saved):
     """The outcome of testing every rank of one job for being a straggler.
 
     ``per_rank`` maps each rank to ``{"median_busy_s", "excess_s", "excess_share", "p_value"}``
-    (``p_value`` Holm-adjusted); it is empty when nothing could be tested. ``to_dict`` turns it
-    into a list of ``{"rank": ..., ...}`` dicts sorted by rank.
+    (``p_value`` Holm-adjusted); it is empty when nothing could be tested. It is saved as a
+    list of ``{"rank": ..., ...}`` dicts sorted by rank.
     """
 
     stragglers: list[Straggler]
@@ -115,24 +103,22 @@ class StragglerReport:
     min_excess_share: float
     power: str
     note: str
-    per_rank: dict[int, dict[str, float]]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The report as plain JSON types (``per_rank`` as a list of dicts with a ``rank``)."""
-        return {
-            "stragglers": [s.to_dict() for s in self.stragglers],
-            "ranks": int(self.ranks),
-            "steps": int(self.steps),
-            "method": self.method,
-            "alpha": float(self.alpha),
-            "min_excess_share": float(self.min_excess_share),
-            "power": self.power,
-            "note": self.note,
-            "per_rank": [
+    per_rank: dict[int, dict[str, float]] = field(
+        metadata=codec.custom(
+            lambda per_rank: [
                 {"rank": int(rank), **{k: float(v) for k, v in values.items()}}
-                for rank, values in sorted(self.per_rank.items())
+                for rank, values in sorted(per_rank.items())
             ],
-        }
+            lambda rows: {
+                int(row["rank"]): {
+                    k: math.nan if v is None else codec.float_in(v)
+                    for k, v in row.items()
+                    if k != "rank"
+                }
+                for row in rows
+            },
+        )
+    )
 
 
 @lru_cache(maxsize=32)

@@ -48,7 +48,7 @@ import orjson
 import platformdirs
 import psutil
 
-from pinchpoint._io import atomic_write_bytes
+from pinchpoint import codec
 from pinchpoint._version import __version__
 from pinchpoint.errors import DeviceError
 from pinchpoint.machine.facts import describe_machine
@@ -115,8 +115,10 @@ _DISPATCH_CALLS = 40
 
 
 @dataclass(frozen=True)
-class Peaks:
+class Peaks(codec.Saved):
     """The machine's measured peak rates, the roofline's ceilings.
+
+    A record written before cache bandwidths were measured loads with none.
 
     Attributes:
         device: ``"cpu"`` or ``"cuda:N"``.
@@ -150,6 +152,8 @@ class Peaks:
     cache_bandwidth_bytes_per_s: dict[str, float] = dataclasses.field(default_factory=dict)
     cache_bytes: dict[str, int] = dataclasses.field(default_factory=dict)
 
+    saved_as = codec.Document(_SCHEMA, "calibration record")
+
     def ridge_flops_per_byte(self, dtype: str = "float32") -> float:
         """The roofline's ridge point: the arithmetic intensity where compute becomes the limit.
 
@@ -175,41 +179,6 @@ class Peaks:
                 peaks[f"bandwidth_{level}_bytes_per_s"] = rate
                 peaks[f"cache_{level}_bytes"] = float(self.cache_bytes[level])
         return peaks
-
-    def to_dict(self) -> dict[str, Any]:
-        """The peaks as a JSON-ready dict; :meth:`from_dict` gives back an equal object."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["flops"] = dict(self.flops)
-        d["cache_bandwidth_bytes_per_s"] = dict(self.cache_bandwidth_bytes_per_s)
-        d["cache_bytes"] = dict(self.cache_bytes)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Peaks:
-        """Peaks from :meth:`to_dict`'s output; raises ValueError when fields are missing or bad.
-
-        A record written before cache bandwidths were measured loads with none.
-        """
-        try:
-            flops = data["flops"]
-            cache_rates = data.get("cache_bandwidth_bytes_per_s") or {}
-            cache_bytes = data.get("cache_bytes") or {}
-            if not all(isinstance(m, Mapping) for m in (flops, cache_rates, cache_bytes)):
-                raise TypeError("flops or a cache field is not a mapping")
-            return cls(
-                device=str(data["device"]),
-                flops={str(k): float(v) for k, v in flops.items()},
-                bandwidth_bytes_per_s=float(data["bandwidth_bytes_per_s"]),
-                dispatch_s=float(data["dispatch_s"]),
-                threads=int(data["threads"]),
-                key=str(data["key"]),
-                measured_at=str(data["measured_at"]),
-                seconds=float(data["seconds"]),
-                cache_bandwidth_bytes_per_s={str(k): float(v) for k, v in cache_rates.items()},
-                cache_bytes={str(k): int(v) for k, v in cache_bytes.items()},
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"not a calibration record: {exc!r}") from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -686,11 +655,8 @@ def calibrate(device: str = "cpu") -> Peaks:
 def _read_cache(path: Path, key: str, device: str) -> Peaks | None:
     """The cached peaks at ``path``, or None when the file is missing, unreadable or not valid."""
     try:
-        data = orjson.loads(path.read_bytes())
-        if not isinstance(data, dict) or data.get("schema") != _SCHEMA:
-            return None
-        peaks = Peaks.from_dict(data)
-    except (OSError, ValueError):  # orjson.JSONDecodeError is a ValueError
+        peaks = Peaks.from_dict(orjson.loads(path.read_bytes()))
+    except (OSError, ValueError):  # orjson.JSONDecodeError and codec.FormatError are ValueErrors
         return None
     rates = [
         *peaks.flops.values(),
@@ -725,9 +691,8 @@ def load_or_calibrate(
         if cached is not None:
             return cached, True
     peaks = calibrate(dev)
-    record = {"schema": _SCHEMA, **peaks.to_dict()}
     try:
-        atomic_write_bytes(path, orjson.dumps(record, option=orjson.OPT_INDENT_2))
+        peaks.save(path)
     except OSError as exc:
         warnings.warn(
             f"could not cache the calibration at {path}: {exc}", RuntimeWarning, stacklevel=2

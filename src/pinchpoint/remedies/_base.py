@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from pinchpoint import codec
 from pinchpoint.workload import Mode, Workload
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ Handler = Callable[[Workload, Any], Workload]
 
 
 @dataclass(frozen=True)
-class RemedyConfig:
+class RemedyConfig(codec.Saved):
     """The settings of one remedy; subclasses are frozen dataclasses with a registered handler.
 
     Class attributes a subclass sets:
@@ -79,8 +80,8 @@ class RemedyConfig:
         """The config's fields as JSON-ready values."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"remedy": self.name, **self.settings()}
+    def _saving(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {"remedy": self.name, **data}  # the registry key, which config_from_dict reads
 
 
 def _short(value: Any) -> str:
@@ -126,8 +127,7 @@ def config_from_dict(data: Mapping[str, Any]) -> RemedyConfig:
     unknown = sorted(set(data) - set(known) - {"remedy"})
     if unknown:
         raise ValueError(f"remedy {name!r} has no setting {unknown[0]!r}")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
-    return config_type(**kwargs)
+    return codec.decode(config_type, data)
 
 
 def apply(workload: Workload, *remedies: RemedyConfig) -> Workload:

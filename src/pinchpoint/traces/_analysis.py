@@ -35,7 +35,7 @@ from pinchpoint.analyzers.ranks import straggler_test
 from pinchpoint.errors import TraceFormatError
 from pinchpoint.finding import Finding
 from pinchpoint.stragglers import StragglerReport
-from pinchpoint.traces._format import rank_profile, rank_row, straggler_report
+from pinchpoint.traces._format import rank_profile, rank_row
 from pinchpoint.traces._parse import read_trace
 from pinchpoint.traces._rank import summarize_rank
 
@@ -115,7 +115,7 @@ class TraceAnalysis:
         try:
             ranks = [rank_profile(r) for r in data.get("ranks") or []]
             test = data.get("straggler_test")
-            stragglers = straggler_report(test) if test else None
+            stragglers = StragglerReport.from_dict(test) if test else None
             findings = [Finding.from_dict(f) for f in data.get("findings", [])]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise TraceFormatError(f"broken trace analysis: {type(exc).__name__}: {exc}") from exc

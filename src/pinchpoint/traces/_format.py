@@ -24,9 +24,8 @@ from pinchpoint._profile import (
     Step,
     TraceSource,
 )
-from pinchpoint.stragglers import Straggler, StragglerReport
 
-__all__ = ["rank_profile", "rank_row", "straggler_report"]
+__all__ = ["rank_profile", "rank_row"]
 
 _STEP_KEYS = ("communication_host_s", "backward", "device_busy_s", "device_communication_s")
 _SHARES = ("idle_share", "compute_share", "non_compute_share", "exposed_communication_share")
@@ -219,22 +218,4 @@ def _timeline(g: Mapping[str, Any], launches: Mapping[str, Any]) -> DeviceTimeli
         },
         launches_per_step=launches.get("per_step"),
         launch_median_s=launches.get("median_s"),
-    )
-
-
-def straggler_report(data: Mapping[str, Any]) -> StragglerReport:
-    """The straggler test of a ``pinchpoint.trace/1`` file's ``straggler_test``."""
-    return StragglerReport(
-        stragglers=[Straggler(**s) for s in data["stragglers"]],
-        ranks=int(data["ranks"]),
-        steps=int(data["steps"]),
-        method=str(data["method"]),
-        alpha=float(data["alpha"]),
-        min_excess_share=float(data["min_excess_share"]),
-        power=str(data["power"]),
-        note=str(data["note"]),
-        per_rank={
-            int(r["rank"]): {k: float(v) for k, v in r.items() if k != "rank"}
-            for r in data["per_rank"]
-        },
     )

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pinchpoint import codec
 from pinchpoint.workload import call_model
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ _BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*(%|pt|pp)?\s*$",
 
 
 @dataclass(frozen=True)
-class Budget:
+class Budget(codec.Saved):
     """How much quality a candidate may lose: an absolute drop, or one relative to the baseline.
 
     Attributes:
@@ -92,13 +93,6 @@ class Budget:
     def __str__(self) -> str:
         return f"{self.max_drop * 100:g}%" if self.relative else f"{self.max_drop:g}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"max_drop": self.max_drop, "relative": self.relative}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Budget:
-        return cls(float(data["max_drop"]), bool(data.get("relative", False)))
-
 
 def quality_drop(
     baseline: float, candidate: float, greater_is_better: bool, relative: bool
@@ -121,7 +115,7 @@ def quality_drop(
 
 
 @dataclass(frozen=True)
-class Fidelity:
+class Fidelity(codec.Saved):
     """How closely a candidate's outputs follow its baseline's on the same inputs.
 
     Attributes:
@@ -138,26 +132,6 @@ class Fidelity:
     top1_agreement: float | None
     max_abs_diff: float
     samples: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cosine_mean": self.cosine_mean,
-            "cosine_min": self.cosine_min,
-            "top1_agreement": self.top1_agreement,
-            "max_abs_diff": self.max_abs_diff,
-            "samples": self.samples,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Fidelity:
-        top1 = data.get("top1_agreement")
-        return cls(
-            cosine_mean=float(data["cosine_mean"]),
-            cosine_min=float(data["cosine_min"]),
-            top1_agreement=None if top1 is None else float(top1),
-            max_abs_diff=float(data["max_abs_diff"]),
-            samples=int(data["samples"]),
-        )
 
 
 def fidelity(baseline_model: Any, candidate_model: Any, batches: Iterable[Any]) -> Fidelity:

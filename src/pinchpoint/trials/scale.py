@@ -41,11 +41,11 @@ import statistics
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pinchpoint import codec
 from pinchpoint._profile import Machine
-from pinchpoint.errors import ProfileFormatError, WorkloadError
+from pinchpoint.errors import WorkloadError
 from pinchpoint.trials.distributed import (
     Launcher,
     RunWindows,
@@ -95,7 +95,7 @@ def parse_nprocs(text: str | Iterable[int]) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class ScaleRun:
+class ScaleRun(codec.Saved):
     """One launch: its process count, when it ran, and what its merged profile measured.
 
     Attributes:
@@ -119,33 +119,12 @@ class ScaleRun:
         """The median of :attr:`step_times_s`."""
         return float(statistics.median(self.step_times_s))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "nproc": self.nproc,
-            "position": self.position,
-            "step_time_s": self.step_time_s,
-            "step_times_s": list(self.step_times_s),
-            "samples_per_step": self.samples_per_step,
-            "communication_share": self.communication_share,
-            "launch_s": self.launch_s,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ScaleRun:
-        samples = data.get("samples_per_step")
-        share = data.get("communication_share")
-        return cls(
-            nproc=int(data["nproc"]),
-            position=int(data["position"]),
-            step_times_s=tuple(float(t) for t in data["step_times_s"]),
-            samples_per_step=None if samples is None else int(samples),
-            communication_share=None if share is None else float(share),
-            launch_s=float(data["launch_s"]),
-        )
+    def _saving(self, data: dict[str, Any]) -> dict[str, Any]:
+        return codec.arrange(data, "nproc position step_time_s", step_time_s=self.step_time_s)
 
 
 @dataclass(frozen=True)
-class ScalePoint:
+class ScalePoint(codec.Saved):
     """One process count: its runs, and its throughput against the reference count.
 
     Attributes:
@@ -177,41 +156,19 @@ class ScalePoint:
     efficiency_ci: tuple[float, float] | None = None
     comparison: SpeedComparison | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "nproc": self.nproc,
-            "global_batch": self.global_batch,
-            "step_time_s": self.step_time_s,
-            "throughput_per_s": self.throughput_per_s,
-            "communication_share": self.communication_share,
-            "speedup": self.speedup,
-            "efficiency": self.efficiency,
-            "speedup_ci": None if self.speedup_ci is None else list(self.speedup_ci),
-            "efficiency_ci": None if self.efficiency_ci is None else list(self.efficiency_ci),
-            "comparison": None if self.comparison is None else self.comparison.to_dict(),
-            "runs": [r.to_dict() for r in self.runs],
-        }
+    def _saving(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {**{k: v for k, v in data.items() if k != "runs"}, "runs": data["runs"]}
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ScalePoint:
-        comparison = data.get("comparison")
-        return cls(
-            nproc=int(data["nproc"]),
-            runs=tuple(ScaleRun.from_dict(r) for r in data["runs"]),
-            global_batch=_int_or_none(data.get("global_batch")),
-            step_time_s=float(data["step_time_s"]),
-            throughput_per_s=_float_or_none(data.get("throughput_per_s")),
-            communication_share=_float_or_none(data.get("communication_share")),
-            speedup=float(data["speedup"]),
-            efficiency=float(data["efficiency"]),
-            speedup_ci=_pair_or_none(data.get("speedup_ci")),
-            efficiency_ci=_pair_or_none(data.get("efficiency_ci")),
-            comparison=None if comparison is None else SpeedComparison.from_dict(comparison),
-        )
+
+#: The keys of a saved ScaleResult, in the order files have them.
+_RESULT_KEYS = (
+    "schema target device steps warmup repeats ddp threads reference_nproc verdict notes "
+    "machine seconds points"
+)
 
 
 @dataclass
-class ScaleResult:
+class ScaleResult(codec.Saved):
     """What :func:`scale` measured: one :class:`ScalePoint` per process count, and the verdict.
 
     Attributes:
@@ -235,80 +192,26 @@ class ScaleResult:
     steps: int
     warmup: int
     repeats: int
-    ddp: dict[str, Any]
+    ddp: dict[str, Any] = field(metadata=codec.missing_as({}))
     threads: int
     points: list[ScalePoint]
     verdict: str
     notes: list[str] = field(default_factory=list)
     machine: Machine = field(default_factory=Machine)
     seconds: float = 0.0
-    profiles: list[Profile] = field(default_factory=list, repr=False, compare=False)
+    profiles: list[Profile] = field(
+        default_factory=list, repr=False, compare=False, metadata=codec.not_saved()
+    )
+
+    saved_as = codec.Document(SCHEMA, "scaling result")
 
     @property
     def reference(self) -> ScalePoint:
         """The point the others are measured against (the smallest process count)."""
         return self.points[0]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA,
-            "target": self.target,
-            "device": self.device,
-            "steps": self.steps,
-            "warmup": self.warmup,
-            "repeats": self.repeats,
-            "ddp": dict(self.ddp),
-            "threads": self.threads,
-            "reference_nproc": self.reference.nproc,
-            "verdict": self.verdict,
-            "notes": list(self.notes),
-            "machine": self.machine.to_dict(),
-            "seconds": self.seconds,
-            "points": [p.to_dict() for p in self.points],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Any) -> ScaleResult:
-        """The ScaleResult that :meth:`to_dict` wrote; ProfileFormatError if it is not one."""
-        if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
-            found = data.get("schema") if isinstance(data, Mapping) else None
-            raise ProfileFormatError(
-                f"not a pinchpoint scaling result (schema {found!r}; expected {SCHEMA!r})"
-            )
-        try:
-            return cls(
-                target=str(data["target"]),
-                device=str(data["device"]),
-                steps=int(data["steps"]),
-                warmup=int(data["warmup"]),
-                repeats=int(data["repeats"]),
-                ddp=dict(data.get("ddp") or {}),
-                threads=int(data["threads"]),
-                points=[ScalePoint.from_dict(p) for p in data["points"]],
-                verdict=str(data["verdict"]),
-                notes=[str(n) for n in data.get("notes", [])],
-                machine=Machine.from_dict(data.get("machine", {})),
-                seconds=float(data.get("seconds", 0.0)),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProfileFormatError(
-                f"broken pinchpoint scaling result: {type(exc).__name__}: {exc}"
-            ) from exc
-
-    def save(self, path: str | Path) -> Path:
-        """Write the result as JSON to ``path`` atomically."""
-        import orjson
-
-        from pinchpoint._io import atomic_write_bytes
-
-        return atomic_write_bytes(path, orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2))
-
-    @classmethod
-    def load(cls, path: str | Path) -> ScaleResult:
-        """Read a result written by :meth:`save`."""
-        from pinchpoint._io import read_json
-
-        return cls.from_dict(read_json(path))
+    def _saving(self, data: dict[str, Any]) -> dict[str, Any]:
+        return codec.arrange(data, _RESULT_KEYS, reference_nproc=self.reference.nproc)
 
 
 def scale(
@@ -571,18 +474,3 @@ def _samples_per_step(run: RunWindows) -> int | None:
 def _communication_share(profile: Profile) -> float | None:
     stats = profile.phase_stats().get("communication")
     return None if stats is None else float(stats.share)
-
-
-def _int_or_none(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _float_or_none(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _pair_or_none(value: Any) -> tuple[float, float] | None:
-    if value is None:
-        return None
-    low, high = value
-    return float(low), float(high)

@@ -27,12 +27,13 @@ from __future__ import annotations
 import gc
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from pinchpoint import codec
 from pinchpoint.stats import MIN_MEDIAN_VALUES, cv, median_interval
 
 __all__ = [
@@ -58,7 +59,7 @@ NOISY_CI_WIDTH = 0.20
 
 
 @dataclass(frozen=True)
-class SpeedComparison:
+class SpeedComparison(codec.Saved):
     """How fast a candidate ran against its baseline: per-arm medians and the paired ratio.
 
     Times are seconds per unit of work (per call, or per sample when the caller said how many
@@ -106,43 +107,21 @@ class SpeedComparison:
         """How many pairs were timed."""
         return len(self.baseline_times_s)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "baseline_s": self.baseline_s,
-            "candidate_s": self.candidate_s,
-            "speedup": self.speedup,
-            "speedup_ci": list(self.speedup_ci),
-            "verdict": self.verdict,
-            "noisy": self.noisy,
-            "baseline_cv": self.baseline_cv,
-            "candidate_cv": self.candidate_cv,
-            "rounds": self.rounds,
-            "ratios": list(self.ratios),
-            "baseline_times_s": list(self.baseline_times_s),
-            "candidate_times_s": list(self.candidate_times_s),
-            "calls": list(self.calls),
-            "warmup": self.warmup,
-            "ci_method": "median-order-statistics",
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SpeedComparison:
-        low, high = data["speedup_ci"]
-        calls = data.get("calls", (1, 1))
-        return cls(
-            baseline_s=float(data["baseline_s"]),
-            candidate_s=float(data["candidate_s"]),
-            speedup=float(data["speedup"]),
-            speedup_ci=(float(low), float(high)),
-            verdict=data["verdict"],
-            noisy=bool(data["noisy"]),
-            baseline_cv=float(data["baseline_cv"]),
-            candidate_cv=float(data["candidate_cv"]),
-            baseline_times_s=tuple(float(t) for t in data["baseline_times_s"]),
-            candidate_times_s=tuple(float(t) for t in data["candidate_times_s"]),
-            calls=(int(calls[0]), int(calls[1])),
-            warmup=int(data.get("warmup", 0)),
+    def _saving(self, data: dict[str, Any]) -> dict[str, Any]:
+        """With the rounds, ratios and the interval's method, for readers of the file."""
+        return codec.arrange(
+            data,
+            _SPEED_KEYS,
+            rounds=self.rounds,
+            ratios=list(self.ratios),
+            ci_method="median-order-statistics",
         )
+
+
+#: The keys of a saved SpeedComparison, in the order files have them.
+_SPEED_KEYS = (
+    "baseline_s candidate_s speedup speedup_ci verdict noisy baseline_cv candidate_cv rounds ratios"
+)
 
 
 def compare_speed(

@@ -20,10 +20,10 @@ are compared. Peak memory is measured as :mod:`pinchpoint.trials.memory` describ
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from pinchpoint import codec
 from pinchpoint.errors import PinchpointError, WorkloadError
 from pinchpoint.stats import mean, stdev
 from pinchpoint.trials._inference import (
@@ -75,7 +75,7 @@ _MEMORY_PASSES = 2
 
 
 @dataclass(frozen=True)
-class TrainingComparison:
+class TrainingComparison(codec.Saved):
     """The losses two training arms reached over the same steps from the same start.
 
     Attributes:
@@ -96,46 +96,18 @@ class TrainingComparison:
     steps: int
     warmup: int
     seeds: int
-    loss_baseline: float
-    loss_candidate: float
-    loss_baseline_std: float
-    loss_candidate_std: float
-    losses_baseline: tuple[float, ...]
-    losses_candidate: tuple[float, ...]
+    # A loss that cannot be read (NaN) is written as null, the trial records' convention.
+    loss_baseline: float = field(metadata=codec.nonfinite_null())
+    loss_candidate: float = field(metadata=codec.nonfinite_null())
+    loss_baseline_std: float = field(metadata=codec.nonfinite_null())
+    loss_candidate_std: float = field(metadata=codec.nonfinite_null())
+    losses_baseline: tuple[float, ...] = field(metadata=codec.nonfinite_null())
+    losses_candidate: tuple[float, ...] = field(metadata=codec.nonfinite_null())
     same_initial_weights: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "steps": self.steps,
-            "warmup": self.warmup,
-            "seeds": self.seeds,
-            "loss_baseline": _finite_or_none(self.loss_baseline),
-            "loss_candidate": _finite_or_none(self.loss_candidate),
-            "loss_baseline_std": _finite_or_none(self.loss_baseline_std),
-            "loss_candidate_std": _finite_or_none(self.loss_candidate_std),
-            "losses_baseline": [_finite_or_none(v) for v in self.losses_baseline],
-            "losses_candidate": [_finite_or_none(v) for v in self.losses_candidate],
-            "same_initial_weights": self.same_initial_weights,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainingComparison:
-        return cls(
-            steps=int(data["steps"]),
-            warmup=int(data["warmup"]),
-            seeds=int(data["seeds"]),
-            loss_baseline=_float(data["loss_baseline"]),
-            loss_candidate=_float(data["loss_candidate"]),
-            loss_baseline_std=_float(data["loss_baseline_std"]),
-            loss_candidate_std=_float(data["loss_candidate_std"]),
-            losses_baseline=tuple(_float(v) for v in data["losses_baseline"]),
-            losses_candidate=tuple(_float(v) for v in data["losses_candidate"]),
-            same_initial_weights=bool(data["same_initial_weights"]),
-        )
 
 
 @dataclass(frozen=True)
-class Trial:
+class Trial(codec.Saved):
     """A candidate measured against its baseline: speed, size, memory, quality and the verdict.
 
     Attributes:
@@ -168,7 +140,7 @@ class Trial:
         notes: plain sentences on anything the reader should know (a different start...).
     """
 
-    remedies: tuple[str, ...]
+    remedies: tuple[str, ...] = field(metadata=codec.missing_as(()))
     objective: Objective
     mode: Mode
     accepted: bool
@@ -177,9 +149,10 @@ class Trial:
     unit: str
     quality_metric: str
     greater_is_better: bool
-    quality: float
-    quality_baseline: float
-    quality_drop: float
+    quality: float = field(metadata=codec.nonfinite_null())
+    quality_baseline: float = field(metadata=codec.nonfinite_null())
+    # A drop that could not be read is never within budget.
+    quality_drop: float = field(metadata=codec.nonfinite_null(read_as=math.inf))
     budget: Budget
     size_bytes: int
     size_bytes_baseline: int
@@ -206,67 +179,24 @@ class Trial:
         """Whether the machine was too noisy for a sharp comparison (see SpeedComparison)."""
         return self.speed.noisy
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "remedies": list(self.remedies),
-            "objective": self.objective,
-            "mode": self.mode,
-            "speedup": self.speedup,
-            "speedup_ci": list(self.speedup_ci),
-            "quality": _finite_or_none(self.quality),
-            "quality_baseline": _finite_or_none(self.quality_baseline),
-            "quality_drop": _finite_or_none(self.quality_drop),
-            "quality_metric": self.quality_metric,
-            "greater_is_better": self.greater_is_better,
-            "budget": self.budget.to_dict(),
-            "size_bytes": self.size_bytes,
-            "size_bytes_baseline": self.size_bytes_baseline,
-            "memory_bytes": self.memory_bytes,
-            "memory_bytes_baseline": self.memory_bytes_baseline,
-            "memory_method": self.memory_method,
-            "samples_per_s": None if self.samples_per_s is None else list(self.samples_per_s),
-            "accepted": self.accepted,
-            "why": self.why,
-            "noisy": self.noisy,
-            "unit": self.unit,
-            "speed": self.speed.to_dict(),
-            "fidelity": None if self.fidelity is None else self.fidelity.to_dict(),
-            "training": None if self.training is None else self.training.to_dict(),
-            "notes": list(self.notes),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Trial:
-        """The Trial that :meth:`to_dict` wrote (the top-level speed fields are read from
-        ``speed``; a missing quality drop reads as infinite, never within budget)."""
-        rate = data.get("samples_per_s")
-        fid = data.get("fidelity")
-        training = data.get("training")
-        drop = data.get("quality_drop")
-        return cls(
-            remedies=tuple(str(r) for r in data.get("remedies", ())),
-            objective=data["objective"],
-            mode=data["mode"],
-            accepted=bool(data["accepted"]),
-            why=str(data["why"]),
-            speed=SpeedComparison.from_dict(data["speed"]),
-            unit=str(data["unit"]),
-            quality_metric=str(data["quality_metric"]),
-            greater_is_better=bool(data["greater_is_better"]),
-            quality=_float(data["quality"]),
-            quality_baseline=_float(data["quality_baseline"]),
-            quality_drop=math.inf if drop is None else float(drop),
-            budget=Budget.from_dict(data["budget"]),
-            size_bytes=int(data["size_bytes"]),
-            size_bytes_baseline=int(data["size_bytes_baseline"]),
-            memory_bytes=_int_or_none(data.get("memory_bytes")),
-            memory_bytes_baseline=_int_or_none(data.get("memory_bytes_baseline")),
-            memory_method=data.get("memory_method"),
-            samples_per_s=None if rate is None else (float(rate[0]), float(rate[1])),
-            fidelity=None if fid is None else Fidelity.from_dict(fid),
-            training=None if training is None else TrainingComparison.from_dict(training),
-            notes=tuple(str(n) for n in data.get("notes", ())),
+    def _saving(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The record's keys in the order files have them, with the speed's headline numbers
+        (read back from ``speed``)."""
+        return codec.arrange(
+            data,
+            _TRIAL_KEYS,
+            speedup=self.speedup,
+            speedup_ci=list(self.speedup_ci),
+            noisy=self.noisy,
         )
+
+
+#: The keys of a saved Trial, in the order files have them.
+_TRIAL_KEYS = (
+    "remedies objective mode speedup speedup_ci quality quality_baseline quality_drop "
+    "quality_metric greater_is_better budget size_bytes size_bytes_baseline memory_bytes "
+    "memory_bytes_baseline memory_method samples_per_s accepted why noisy unit"
+)
 
 
 def trial(
@@ -643,15 +573,3 @@ def _quality_text(metric: str, drop: float, budget: Budget, within: bool) -> str
 
 
 # ----------------------------------------------------------------------------- numbers
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def _float(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
-def _int_or_none(value: Any) -> int | None:
-    return None if value is None else int(value)

@@ -382,7 +382,7 @@ def test_comparing_traces_does_not_import_torch() -> None:
         "import sys, pinchpoint\n"
         f"c = pinchpoint.compare({str(BASE)!r}, {str(TEST)!r})\n"
         "c.to_json()\n"
-        "from pinchpoint.renderers.compare import render_comparison\n"
+        "from pinchpoint.renderers.terminal import render_comparison\n"
         "render_comparison(c)\n"
         "print('torch' in sys.modules)\n"
     )

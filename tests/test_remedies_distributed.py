@@ -316,7 +316,7 @@ def test_the_configs_and_the_scaling_result_load_without_torch() -> None:
 
     code = (
         "import sys, pinchpoint.remedies as r, pinchpoint.trials.scale, "
-        "pinchpoint.renderers.scale, pinchpoint.trials.distributed\n"
+        "pinchpoint.renderers.terminal, pinchpoint.trials.distributed\n"
         "r.DDPBuckets(); r.GradCompression('bf16'); r.NoSyncAccumulation(); r.PerRankBatch()\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
     )

@@ -17,7 +17,7 @@ import pytest
 from rich.console import Console
 
 from helpers import run_cli
-from pinchpoint.renderers.scale import render_scale
+from pinchpoint.renderers.terminal import render_scale
 from pinchpoint.stats import median_interval
 from pinchpoint.trials.scale import ScaleResult, parse_nprocs, scale
 

@@ -1,7 +1,8 @@
 """Golden files for the terminal summaries: each rendered at 80 columns and compared to a file.
 
 The inputs are fixed: a diagnosis saved once from a real run of ``zoo:slow-collate``
-(``data/golden/slow-collate.diagnosis.json``), and traces from the corpus, which are real
+(``data/golden/slow-collate.diagnosis.json``), a scaling measurement saved once from a real
+``pinchpoint scale`` run (``data/golden/scale.json``), and traces from the corpus, which are real
 files. So every number in the output is stable and stays in the golden file, where a change
 to a number's formatting or to what is shown fails the test. What would still vary is scrubbed:
 absolute paths (the traces are opened by relative name from their folder), dates and elapsed
@@ -28,13 +29,17 @@ from rich.console import Console, RenderableType
 import pinchpoint
 from pinchpoint.comparison import compare
 from pinchpoint.diagnosis import Diagnosis
-from pinchpoint.renderers.compare import render_comparison
 from pinchpoint.renderers.terminal import (
+    render_comparison,
     render_diagnosis,
     render_optimize,
     render_profile,
+    render_scale,
+    render_terminal,
     render_trace,
 )
+from pinchpoint.report import Brief, Column, Fact, FactLine, Grid, Indent, Line, Report, Span
+from pinchpoint.results import load_result
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 TRACES = Path(__file__).parent / "data" / "traces"
@@ -141,6 +146,7 @@ CASES: dict[str, Callable[[], RenderableType]] = {
     "compare-a100-two-ranks": lambda: render_comparison(
         compare("a100_nccl_rank0.json.gz", "two_ranks_a")
     ),
+    "scale": lambda: render_scale(load_result(GOLDEN / "scale.json")),
 }
 
 
@@ -182,3 +188,34 @@ def test_a_name_with_emoji_codes_is_shown_as_written(
     text = render(render_trace(pinchpoint.load_trace("run:100:thumbs_up:", workers=1)))
     assert "trace · run:100:thumbs_up: · 1 rank" in text
     assert "\N{HUNDRED POINTS SYMBOL}" not in text and "\N{THUMBS UP SIGN}" not in text
+
+
+def test_the_terminal_draws_any_brief_by_its_units_and_nothing_else() -> None:
+    """The drawer knows no result kind: a hand-made brief is drawn from its pieces alone."""
+    brief = Brief(
+        (
+            Line((Span("Step: ", tone="strong"), Span(0.00321, "s"), Span(" · "))),
+            FactLine((Fact("wait_share", 0.25, "field"), Fact("size", 3 * 1024**2, "bytes"))),
+            Grid(
+                (Column("name"), Column("time", "s", align="right"), Column("", "bar")),
+                (("forward", 0.5, 0.5), (Span("—"), None, 0.0)),
+            ),
+            Indent((Line((Span((0.001, 0.002), "s_range"),)),), by=2),
+        ),
+        title=Line((Span("made by hand"),)),
+    )
+    assert render(render_terminal(Report("test", "t", brief=brief))).splitlines() == [
+        "╭─ made by hand ───────────────────────────────────────────────────────────────╮",
+        "│ Step: 3.21 ms ·                                                              │",
+        "│ wait_share 25.0% · size 3.0 MiB                                              │",
+        "│ name       time                                                              │",
+        "│ forward  500 ms  ██████████                                                  │",
+        "│ —             –                                                              │",
+        "│   1 ms–2 ms                                                                  │",
+        "╰──────────────────────────────────────────────────────────────────────────────╯",
+    ]
+
+
+def test_a_report_without_a_brief_has_no_terminal_summary() -> None:
+    with pytest.raises(ValueError, match="has no terminal summary"):
+        render_terminal(Report("lr_find", "sweep"))

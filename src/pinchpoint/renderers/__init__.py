@@ -1,4 +1,5 @@
-"""Renderers: turn pinchpoint's results into something to read. They format; they never compute."""
+"""Renderers, one module per medium: ``terminal`` draws any Report's brief on one screen (rich),
+``html`` any Report's sections as a self-contained page. They format; they never compute."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ from pinchpoint.renderers.terminal import (
     format_count,
     format_evidence,
     format_seconds,
+    render_comparison,
     render_diagnosis,
+    render_optimize,
     render_profile,
+    render_scale,
+    render_terminal,
     render_trace,
 )
 
@@ -17,7 +22,11 @@ __all__ = [
     "format_count",
     "format_evidence",
     "format_seconds",
+    "render_comparison",
     "render_diagnosis",
+    "render_optimize",
     "render_profile",
+    "render_scale",
+    "render_terminal",
     "render_trace",
 ]

@@ -9,6 +9,9 @@ renderer-neutral pieces, in the order a reader needs them:
 - a :class:`Verdict` first: the principal bottleneck with its evidence and remedies (or that
   the run is healthy, the best verified candidate, the suggested learning rate, whether the
   second of two runs regressed);
+- a :class:`Brief`, the one-screen summary a terminal draws: :class:`Line`\\ s of toned
+  :class:`Span`\\ s, :class:`FactLine`\\ s, compact :class:`Grid`\\ s and :class:`Indent`\\ ed
+  blocks (a page leaves it out);
 - then :class:`Section`\\ s, each holding :class:`Fact`\\ s, :class:`Table`\\ s and
   :class:`Chart`\\ s.
 
@@ -30,13 +33,19 @@ from pinchpoint.report.compare import from_comparison
 from pinchpoint.report.lr_find import from_lr_find
 from pinchpoint.report.model import (
     BUILDERS,
+    Brief,
     Chart,
     Column,
     Fact,
+    FactLine,
+    Grid,
+    Indent,
+    Line,
     Mark,
     Report,
     Section,
     Series,
+    Span,
     Table,
     Verdict,
     VerdictFinding,
@@ -50,13 +59,19 @@ from pinchpoint.report.trace import from_trace
 __all__ = [
     "BUILDERS",
     "MEANINGS",
+    "Brief",
     "Chart",
     "Column",
     "Fact",
+    "FactLine",
+    "Grid",
+    "Indent",
+    "Line",
     "Mark",
     "Report",
     "Section",
     "Series",
+    "Span",
     "Table",
     "Verdict",
     "VerdictFinding",

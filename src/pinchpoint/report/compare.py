@@ -7,25 +7,36 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pinchpoint.comparison import Comparison, TotalsChange
+    from pinchpoint.comparison import Comparison, Delta, Side, TotalsChange
 from pinchpoint.report.model import (
+    Brief,
     Chart,
     Column,
     Fact,
+    Grid,
+    Line,
     Mark,
+    Piece,
     Report,
     Section,
     Series,
+    Span,
     Table,
     Verdict,
 )
 from pinchpoint.report.parts import (
+    BLANK,
+    fill,
     finding_view,
     finite_or_none,
+    gapped,
     kept_sections,
+    line,
     make_facts,
     make_section,
     make_table,
+    right_column,
+    runs,
 )
 
 #: The device-breakdown numbers of a comparison, in a reader's words.
@@ -70,7 +81,159 @@ def from_comparison(comparison: Comparison | Mapping[str, Any]) -> Report:
                 _runs_section(c),
             ]
         ),
+        brief=_compare_brief(c),
     )
+
+
+# --------------------------------------------------------------------------- the brief
+
+#: Rows of operators and of kernels a brief shows; the JSON holds every one.
+_BRIEF_NAMES = 6
+_VERDICT_TONE = {"regression": "bad", "improved": "good_strong", "ok": "good_strong"}
+_STATUS_MARK = {"added": "+", "gone": "−", "changed": "~"}
+_FINDING_MARK = {"added": "+", "gone": "−", "worse": "▲", "better": "▼", "same": "="}
+#: The device-breakdown numbers in a narrow screen's words.
+_GPU_SHORT = {
+    **_GPU_LABELS,
+    "non_compute_share": "device non-compute",
+    "comm_comp_overlap": "comm/compute overlap",
+}
+
+
+def _compare_brief(c: Comparison) -> Brief:
+    """One screen of a comparison: the verdict, the numbers side by side, what changed."""
+    verdict = Line(runs(f"{c.verdict.upper()}  ", c.why), _VERDICT_TONE[c.verdict])
+    step = c.step_time
+    pieces: list[Piece] = [
+        verdict,
+        _side_line("A", c.a, len(step.a_times_s)),
+        _side_line("B", c.b, len(step.b_times_s)),
+        BLANK,
+        _numbers_grid(c),
+    ]
+    pieces += gapped(*(_totals_pieces(t) for t in (c.operators, c.kernels) if t is not None))
+    pieces += gapped(_finding_lines(c))
+    if c.notes:
+        pieces += [BLANK, *(line(f"note: {note}", tone="muted") for note in c.notes)]
+    title = line(Span("compare", tone="strong"), f" · {c.a.name} → {c.b.name}")
+    return Brief(tuple(pieces), title)
+
+
+def _side_line(label: str, side: Side, steps: int) -> Line:
+    facts = []
+    if side.ranks is not None and side.kind == "trace":
+        facts.append(f"{side.ranks} rank{'s' * (side.ranks != 1)}")
+    facts += [fact for fact in (side.mode, side.device) if fact]
+    facts.append(f"{steps} step{'s' * (steps != 1)}")
+    facts_run = Span(" · " + " · ".join(facts), tone="muted")
+    return Line(runs(f"{label}  ", f"{side.kind} {side.source}", facts_run), "strong")
+
+
+def _change(a: float | None, b: float | None, delta: float | None) -> Any:
+    """B less A in seconds with the change relative to A; ``0`` when they are equal."""
+    if a is None or b is None or delta is None:
+        return "–"
+    if a == b:
+        return "0"
+    return Line(fill("{} ({})", Span(delta, "signed_s"), Span((a, b), "relative")))
+
+
+def _gpu_row(delta: Delta) -> tuple[Any, ...]:
+    label = _GPU_SHORT.get(delta.name, delta.name)
+    if delta.name.endswith("_s"):
+        return label, Span(delta.a, "s"), Span(delta.b, "s"), _change(delta.a, delta.b, delta.delta)
+    return label, Span(delta.a, "share"), Span(delta.b, "share"), Span(delta.delta, "points")
+
+
+def _numbers_grid(c: Comparison) -> Grid:
+    """Step time, phases and the device breakdown: A, B and the change."""
+    step = c.step_time
+    rows: list[tuple[Any, ...]] = [
+        (
+            Span("step (median)", tone="strong"),
+            step.a_s,
+            step.b_s,
+            Span(step.change, "signed_share", _VERDICT_TONE[c.verdict]),
+        )
+    ]
+    for p in c.phases:
+        change = _change(p.a_s, p.b_s, p.delta_s) if p.delta_s else "0"
+        rows.append((f"  {p.name}", p.a_s, p.b_s, change))
+    rows += [_gpu_row(d) for d in c.gpu or [] if not (d.a is None and d.b is None)]
+    columns = (
+        Column("", wrap=False),
+        right_column("A", "s"),
+        right_column("B", "s"),
+        right_column("change"),
+    )
+    return Grid(columns, tuple(rows), header="strong")
+
+
+def _calls(a: float | None, b: float | None) -> Any:
+    return Span(a, "g3") if a == b else Line(fill("{} → {}", Span(a, "g3"), Span(b, "g3")))
+
+
+def _totals_pieces(totals: TotalsChange) -> list[Piece]:
+    """The names that changed most, per step, with a one-line count of the rest."""
+    singular = totals.what.rstrip("s")
+    head = f"{totals.what.capitalize()} per step: "
+    if not totals.rows:
+        n = totals.unchanged
+        return [line(head, f"no change ({n} {singular}{'s' * (n != 1)})", tone="strong")]
+    counts = [
+        f"{len(totals.with_status(status))} {status}"
+        for status in ("added", "gone", "changed")
+        if totals.with_status(status)
+    ]
+    counts.append(f"{totals.unchanged} unchanged")
+    columns = (
+        Column("", wrap=False, width=1),
+        Column(singular, wrap=False, grow=1),
+        right_column("A", "s"),
+        right_column("B", "s"),
+        right_column("change", "signed_s"),
+        right_column("calls"),
+    )
+    rows = tuple(
+        (_STATUS_MARK[r.status], r.name, r.a_s, r.b_s, r.delta_s, _calls(r.a_calls, r.b_calls))
+        for r in totals.rows[:_BRIEF_NAMES]
+    )
+    pieces: list[Piece] = [
+        line(head, ", ".join(counts), tone="strong"),
+        Grid(columns, rows, header="strong", expand=True),
+    ]
+    if len(totals.rows) > _BRIEF_NAMES:
+        more = len(totals.rows) - _BRIEF_NAMES
+        pieces.append(line(f"  … and {more} more in the JSON", tone="muted"))
+    return pieces
+
+
+def _finding_lines(c: Comparison) -> list[Piece]:
+    changes = c.findings
+    if changes is None:
+        return []
+    head = "Findings: "
+    if not changes:
+        return [line(head, "none on either side.", tone="strong")]
+    moved = [change for change in changes if change.status != "same"]
+    same = [change.kind for change in changes if change.status == "same"]
+    if not moved:
+        return [line(head, f"the same on both sides ({', '.join(same)}).", tone="strong")]
+    lines: list[Piece] = [line(head, tone="strong")]
+    for change in moved:
+        spans = runs(f"  {_FINDING_MARK[change.status]} ", Span(change.kind, tone="strong"))
+        a, b = change.a, change.b
+        if a is None and b is not None:
+            spans += fill(f" added ({b.severity}, saving ~{{}})", Span(b.saving_share, "pct"))
+        elif b is None and a is not None:
+            spans += fill(f" gone (was {a.severity}, saving ~{{}})", Span(a.saving_share, "pct"))
+        elif a is not None and b is not None:
+            savings = (Span(a.saving_share, "pct"), Span(b.saving_share, "pct"))
+            spans += fill(f" {a.severity} → {b.severity} (saving ~{{}} → ~{{}})", *savings)
+        lines.append(Line(spans))
+    if same:
+        lines.append(line(f"  = unchanged: {', '.join(same)}", tone="muted"))
+    return lines
 
 
 def _compare_verdict(c: Comparison) -> Verdict:

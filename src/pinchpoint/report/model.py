@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeAlias
 
 from pinchpoint import results
 from pinchpoint._io import read_json
 from pinchpoint.errors import ProfileFormatError
 from pinchpoint.finding import Finding
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True)
@@ -27,10 +24,23 @@ class Fact:
 
 @dataclass(frozen=True)
 class Column:
-    """A table column: its heading and the unit of its cells."""
+    """A table column: its heading and the unit of its cells.
+
+    The rest are layout hints a renderer that lays out a narrow screen follows (a page may
+    ignore them): ``align`` (``"left"`` or ``"right"``), a ``tone`` for every cell, whether a
+    cell may ``wrap``, its ``width``, ``min_width`` and ``max_width`` in characters, and its
+    ``grow``, its part of the room left over when the table fills the width.
+    """
 
     name: str
     unit: str = "text"
+    align: str = "left"
+    tone: str = ""
+    wrap: bool = True
+    width: int | None = None
+    min_width: int | None = None
+    max_width: int | None = None
+    grow: int | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,78 @@ class Section:
 
 
 @dataclass(frozen=True)
+class Span:
+    """A run of a brief's line: a raw ``value`` in its ``unit``, in a ``tone``.
+
+    ``"text"`` is shown as written; the other units are those of :class:`Fact` and :class:`Column`
+    and a few of a narrow screen's own: ``"pct"`` (a share in whole percent), ``"bar"`` (a share
+    as a bar), ``"s_range"`` (two durations), ``"x"`` (a factor), ``"ratio"``, ``"g3"``/``"g4"``
+    (significant digits), ``"quality"``, ``"whole"``/``"tenths"`` (counts with separators), and a
+    change of B from A: ``"signed_s"``, ``"signed_share"``, ``"points"``, ``"relative"`` (a pair).
+    A tone says what a reader should make of the run, not its colour: ``"strong"``, ``"muted"``,
+    ``"aside"``, ``"accent"``, ``"good"``, ``"good_strong"``, ``"warn"``, ``"warn_strong"`` or
+    ``"bad"``.
+    """
+
+    value: Any
+    unit: str = "text"
+    tone: str = ""
+
+
+@dataclass(frozen=True)
+class Line:
+    """One paragraph of a brief, its runs in order (without any, a blank line); ``tone`` is the
+    whole line's, under its runs' own."""
+
+    spans: tuple[Span, ...] = ()
+    tone: str = ""
+
+
+@dataclass(frozen=True)
+class FactLine:
+    """Facts on one line, ``label value`` between dots; a fact's unit ``"field"`` is the unit
+    its label carries, as an evidence field's name does (``_s``, ``_bytes``, ``_share``…)."""
+
+    facts: tuple[Fact, ...]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A compact table of a brief: typed columns and rows of raw values.
+
+    A cell that is a :class:`Span` or a :class:`Line` is shown as one, in its own unit and tone.
+    ``header`` is the tone of the headings (None: no headings); ``expand`` fills the width.
+    """
+
+    columns: tuple[Column, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    title: str = ""
+    header: str | None = ""
+    expand: bool = False
+
+
+@dataclass(frozen=True)
+class Indent:
+    """Pieces set in by ``by`` characters, under the line they belong to."""
+
+    pieces: tuple[Piece, ...]
+    by: int = 3
+
+
+#: One piece of a brief.
+Piece: TypeAlias = "Line | FactLine | Grid | Indent"
+
+
+@dataclass(frozen=True)
+class Brief:
+    """A report's one-screen summary: its pieces in reading order, framed under ``title``
+    (None: unframed). A narrow renderer draws it; every number in it is a raw value."""
+
+    pieces: tuple[Piece, ...]
+    title: Line | None = None
+
+
+@dataclass(frozen=True)
 class VerdictFinding:
     """A finding as the verdict shows it: with a title and what its kind means."""
 
@@ -142,9 +224,10 @@ class Report:
     """Everything one report shows, gathered from one pinchpoint result.
 
     ``kind`` says what it was built from: ``"profile"``, ``"diagnosis"``, ``"trace"``,
-    ``"optimize"``, ``"lr_find"`` or ``"compare"``. Build one with :meth:`build` (any result
-    object), :meth:`from_dict` (a saved result's JSON) or :meth:`load` (a saved file, a folder
-    written by ``optimize``, or a profiler trace).
+    ``"optimize"``, ``"lr_find"``, ``"compare"`` or ``"scale"``. ``brief``, when there is one, is
+    its one-screen summary; ``sections`` are the rest of what it shows. Build one with
+    :meth:`build` (any result object), :meth:`from_dict` (a saved result's JSON) or :meth:`load`
+    (a saved file, a folder written by ``optimize``, or a profiler trace).
     """
 
     kind: str
@@ -153,6 +236,7 @@ class Report:
     verdict: Verdict | None = None
     sections: tuple[Section, ...] = ()
     created: str = ""
+    brief: Brief | None = None
 
     @property
     def charts(self) -> list[Chart]:

@@ -9,19 +9,40 @@ from pinchpoint._profile import Machine
 
 if TYPE_CHECKING:
     from pinchpoint.optimizer import OptimizeResult
-from pinchpoint.report.model import Chart, Column, Fact, Report, Section, Series, Verdict
+from pinchpoint.report.model import (
+    Brief,
+    Chart,
+    Column,
+    Fact,
+    Grid,
+    Line,
+    Piece,
+    Report,
+    Section,
+    Series,
+    Span,
+    Verdict,
+)
 from pinchpoint.report.parts import (
+    BLANK,
+    fill,
     finite_or_none,
     kept_sections,
+    line,
     make_facts,
     make_section,
     make_table,
+    right_column,
+    runs,
 )
 from pinchpoint.report.profile import machine_section
 
 
 def from_optimize(result: OptimizeResult | Mapping[str, Any]) -> Report:
-    """The Report of an optimize run (the object, or its ``pinchpoint.optimize/1`` JSON)."""
+    """The Report of an optimize run (the object, or its ``pinchpoint.optimize/1`` JSON).
+
+    Only the object has a brief: its saved form does not keep each candidate's short name.
+    """
     data = result if isinstance(result, Mapping) else result.to_dict()
     trials: list[Mapping[str, Any]] = list(data["trials"])
     best = data.get("best")
@@ -38,7 +59,117 @@ def from_optimize(result: OptimizeResult | Mapping[str, Any]) -> Report:
                 machine_section(Machine.from_dict(data.get("machine") or {}), None),
             ]
         ),
+        brief=None if isinstance(result, Mapping) else _optimize_brief(result),
     )
+
+
+#: Trials of an optimize run whose verdict a brief spells out, besides the chosen one.
+_BRIEF_VERDICTS = 6
+
+
+def _spelled_verdicts(result: OptimizeResult) -> set[int]:
+    """The trials whose verdict is written out: the chosen one, the Pareto frontier, the
+    accepted ones, then the rest in order, :data:`_BRIEF_VERDICTS` in all (one screen)."""
+    chosen = result.best if result.best is not None else result.best_effort
+    first = [chosen] if chosen is not None else []
+    first += list(result.pareto)
+    first += [i for i, r in enumerate(result.records) if r.accepted]
+    order = first + list(range(len(result.records)))
+    picked: list[int] = []
+    for i in order:
+        if i not in picked and len(picked) < _BRIEF_VERDICTS:
+            picked.append(i)
+    return set(picked)
+
+
+def _optimize_headline(result: OptimizeResult) -> Line:
+    chosen = result.chosen
+    if result.best is not None and chosen is not None and chosen.trial is not None:
+        t = chosen.trial
+        said = f" — {{}}× faster ({{}}–{{}}), {t.quality_metric} {{}} (drop {{}}, "
+        said += f"budget {t.budget}), {{}}"
+        return Line(
+            runs(Span("Best: ", tone="good_strong"), chosen.candidate.short)
+            + fill(
+                said,
+                *_ratios(t.speedup, *t.speedup_ci),
+                *_qualities(t),
+                Span(t.size_bytes, "bytes"),
+            )
+        )
+    if chosen is not None:
+        return line(
+            Span("No candidate met the budget. ", tone="warn_strong"),
+            f"Best effort kept: {chosen.candidate.short} ({chosen.why})",
+        )
+    return line("Nothing could be measured.", tone="warn_strong")
+
+
+def _ratios(*values: float) -> tuple[Span, ...]:
+    return tuple(Span(v, "ratio") for v in values)
+
+
+def _qualities(t: Any) -> tuple[Span, Span]:
+    """A trial's quality and its drop from the baseline's."""
+    return Span(t.quality, "quality"), Span(t.quality_drop, "quality")
+
+
+def _optimize_brief(result: OptimizeResult) -> Brief:
+    """One screen of an optimize run: the answer first, then every trial with its verdict."""
+    columns = (
+        Column("#", align="right"),
+        Column("remedies", grow=1, min_width=20),
+        right_column("speed-up (95% CI)"),
+        right_column("quality (drop)"),
+        right_column("size", "bytes"),
+        Column("", wrap=False),
+    )
+    rows: list[tuple[Any, ...]] = []
+    verdicts: list[Piece] = []
+    spelled = _spelled_verdicts(result)
+    for i, record in enumerate(result.records):
+        t, tone = record.trial, "good" if record.accepted else ""
+        if i in spelled:
+            accepted = "accepted: " if record.accepted else ""
+            verdicts.append(line(f"{i:>2}. {accepted}{record.why}", tone=tone))
+        if t is None:
+            rows.append((str(i), record.candidate.short, "—", "—", Span("—"), ""))
+            continue
+        mark = "★" if i == result.best else ("◆" if i in result.pareto else "")
+        rows.append(
+            (
+                str(i),
+                record.candidate.short,
+                Line(fill("{} ({}–{})", Span(t.speedup, "x"), *_ratios(*t.speedup_ci))),
+                Line(fill("{} ({})", *_qualities(t))),
+                t.size_bytes,
+                Span(mark, tone=tone),
+            )
+        )
+    if len(result.records) > len(spelled):
+        more = len(result.records) - len(spelled)
+        verdicts.append(
+            line(f"    the verdicts of {more} more trials: optimize.json", tone="muted")
+        )
+    base = result.baseline
+    stopped = " (time budget reached)" if result.stopped_early else ""
+    facts = fill(
+        f"baseline: {base.get('quality_metric', 'quality')} {{}}, {{}} per "
+        f"{base.get('time_unit', 'batch')}, {{}} · objective {result.objective} · budget "
+        f"{result.budget} · {len(result.records)} trials in {{}} s{stopped} · ★ best, ◆ Pareto "
+        "frontier",
+        *(Span(base.get("quality"), "quality"), Span(base.get("time_s"), "s")),
+        *(Span(base.get("size_bytes"), "bytes"), Span(result.seconds, "f0")),
+        tone="muted",
+    )
+    pieces: list[Piece] = [
+        _optimize_headline(result),
+        BLANK,
+        Grid(columns, tuple(rows), header="strong"),
+    ]
+    pieces += [BLANK, *verdicts, BLANK, Line(facts)]
+    title = line(Span("optimize", tone="strong"), f" · {result.target}")
+    return Brief(tuple(pieces), title)
 
 
 def _labels(trial: Mapping[str, Any]) -> str:

@@ -1,22 +1,39 @@
-"""What every report builder shares: the finding kinds' meanings, table limits, small builders."""
+"""What every report builder shares: the finding kinds' meanings, table limits, small builders,
+and the pieces of a brief every summary of findings has (the verdict line, the finding blocks)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any
 
 from pinchpoint.finding import Finding
-
-if TYPE_CHECKING:
-    pass
-from pinchpoint.report.model import Chart, Column, Fact, Section, Table, Verdict, VerdictFinding
+from pinchpoint.report.model import (
+    Chart,
+    Column,
+    Fact,
+    FactLine,
+    Grid,
+    Indent,
+    Line,
+    Piece,
+    Section,
+    Span,
+    Table,
+    Verdict,
+    VerdictFinding,
+)
 
 #: Rows kept in the operator, kernel and module tables: enough to find the culprits, few
 #: enough that the report of a large job stays small.
 TOP_ROWS = 100
 #: Per-layer series drawn in one health chart; deeper models show layers spread over depth.
 MAX_LAYER_SERIES = 24
+#: Ranks listed in a brief's table of ranks (one screen); the JSON holds every one.
+BRIEF_RANKS = 8
+#: Remedies a brief gives with their reasons for the principal finding; the rest by name.
+FULL_REMEDIES = 3
 
 #: What each finding kind means, in a reader's words (TAXONOMY.md has the full definitions).
 MEANINGS: dict[str, str] = {
@@ -154,3 +171,109 @@ def findings_verdict(findings: Sequence[Finding], note: str = "") -> Verdict:
     else:
         headline = "Healthy: no bottleneck was found."
     return Verdict("healthy", headline, detail, views)
+
+
+# --------------------------------------------------------------------------- briefs
+
+#: A blank line between the parts of a brief.
+BLANK = Line()
+_SEVERITY_TONE = {"high": "bad", "medium": "warn", "low": "muted"}
+
+
+def runs(*parts: str | Span, tone: str = "") -> tuple[Span, ...]:
+    """Runs of a line in one ``tone``: a string as written, a value in its unit (a Span that
+    has a tone of its own keeps it)."""
+    return tuple(
+        Span(p, tone=tone) if isinstance(p, str) else p if p.tone else replace(p, tone=tone)
+        for p in parts
+    )
+
+
+def fill(template: str, *values: Span, tone: str = "") -> tuple[Span, ...]:
+    """The runs of ``template`` in one ``tone``, each ``{}`` in it a value's run, in order."""
+    texts = template.split("{}")
+    parts = [texts[0]] + [p for pair in zip(values, texts[1:], strict=True) for p in pair]
+    return runs(*(p for p in parts if p != ""), tone=tone)
+
+
+def line(*parts: str | Span, tone: str = "") -> Line:
+    """One line of runs in one ``tone`` (see :func:`runs`)."""
+    return Line(runs(*parts, tone=tone))
+
+
+def joined(items: Iterable[Sequence[str | Span]], sep: str = ", ") -> tuple[str | Span, ...]:
+    """The parts of each item, ``sep`` between items."""
+    out: list[str | Span] = []
+    for i, item in enumerate(items):
+        out += [sep] if i else []
+        out += item
+    return tuple(out)
+
+
+def gapped(*parts: Sequence[Piece]) -> list[Piece]:
+    """The parts that have pieces, each after a blank line."""
+    return [piece for part in parts if part for piece in (BLANK, *part)]
+
+
+def verdict_line(findings: Sequence[Finding]) -> Line:
+    """The principal bottleneck in one line, or that the workload is healthy (no high finding)."""
+    principal = findings[0] if findings else None
+    if any(f.severity == "high" for f in findings) and principal is not None:
+        return Line(
+            (
+                Span("Principal bottleneck: ", tone="strong"),
+                Span(principal.kind, tone="bad"),
+                Span(f" — {principal.summary}"),
+            )
+        )
+    largest = f" The largest remaining opportunity is {principal.kind}." if principal else ""
+    return line(
+        Span("Healthy: ", tone="good_strong"), f"no high-severity bottleneck was found.{largest}"
+    )
+
+
+def finding_pieces(findings: Sequence[Finding]) -> list[Piece]:
+    """Every finding, the first (the principal) in full, each after a blank line."""
+    return gapped(*(_finding_block(i, f, i == 1) for i, f in enumerate(findings, start=1)))
+
+
+def _finding_block(index: int, finding: Finding, full: bool) -> list[Piece]:
+    """One finding: its head and summary; when ``full``, its evidence and why each remedy helps,
+    else only the remedies' names (the principal gets the room, the rest fit the screen)."""
+    head = runs(f"{index}. ", finding.kind, tone="strong")
+    head += (Span(f"  {finding.severity}", tone=_SEVERITY_TONE[finding.severity]),)
+    if finding.kind == "memory_capacity":
+        head += runs("  ", Span(finding.share, "pct"), " of the memory budget", tone="muted")
+    else:
+        head += runs(
+            "  ",
+            Span(finding.share, "pct"),
+            " of the step, saving ~",
+            Span(finding.saving_share, "pct"),
+            " if removed",
+            tone="muted",
+        )
+    body: list[Piece] = [line(finding.summary)]
+    remedies = finding.remedies
+    if full:
+        if finding.rank_reason:
+            # Why it comes first: a diagnosis saved before rank reasons existed has none.
+            body.append(line(finding.rank_reason, tone="aside"))
+        if finding.evidence:
+            body.append(FactLine(tuple(Fact(k, v, "field") for k, v in finding.evidence.items())))
+        rows = tuple((f"→ {r.name}", r.why) for r in remedies[:FULL_REMEDIES])
+        body.append(Grid((Column("", tone="accent", wrap=False), Column("")), rows, header=None))
+    if remedies and (not full or len(remedies) > FULL_REMEDIES):
+        names = ", ".join(r.name for r in remedies[FULL_REMEDIES if full else 0 :])
+        body.append(line(("also → " if full else "→ ") + names, tone="accent"))
+    return [Line(head, "strong"), Indent(tuple(body))]
+
+
+def right_column(name: str, unit: str = "text", tone: str = "") -> Column:
+    """A brief's column of numbers: set right, never wrapped."""
+    return Column(name, unit, align="right", tone=tone, wrap=False)
+
+
+def more_line(shown: int, total: int, what: str) -> list[Piece]:
+    """``… and N more WHAT`` when a list was cut to its first ``shown`` of ``total``."""
+    return [line(f"… and {total - shown} more {what}", tone="muted")] if total > shown else []

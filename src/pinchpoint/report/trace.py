@@ -8,14 +8,36 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pinchpoint._profile import Profile
     from pinchpoint.traces import TraceAnalysis
-from pinchpoint.report.model import Chart, Column, Fact, Report, Section, Series
+from pinchpoint.report.model import (
+    Brief,
+    Chart,
+    Column,
+    Fact,
+    Grid,
+    Line,
+    Piece,
+    Report,
+    Section,
+    Series,
+    Span,
+)
 from pinchpoint.report.parts import (
+    BLANK,
+    BRIEF_RANKS,
+    fill,
+    finding_pieces,
     findings_verdict,
     finite_or_none,
+    joined,
     kept_sections,
+    line,
     make_facts,
     make_section,
     make_table,
+    more_line,
+    right_column,
+    runs,
+    verdict_line,
 )
 
 
@@ -42,7 +64,66 @@ def from_trace(analysis: TraceAnalysis) -> Report:
                 _issues_section(analysis.all_issues()),
             ]
         ),
+        brief=_trace_brief(analysis),
     )
+
+
+#: Input problems a brief lists; the report's section has every one.
+_BRIEF_ISSUES = 12
+
+
+def _trace_brief(analysis: TraceAnalysis) -> Brief:
+    """One screen of a trace: the verdict, the ranks side by side, stragglers, findings."""
+    pieces = [verdict_line(analysis.findings), BLANK, *_rank_pieces(analysis.ranks)]
+    test = analysis.stragglers
+    if test is not None:
+        found = [
+            fill(f"rank {s.rank} (+{{}}, confidence {{}})", *_shares(s.excess_share, s.confidence))
+            for s in test.stragglers
+        ]
+        said = joined(found) if found else ("none. ",)
+        pieces += [BLANK, Line(runs("Stragglers: ", *said, f" {test.note}"), "strong")]
+    pieces += finding_pieces(analysis.findings)
+    issues = analysis.all_issues()
+    if issues:
+        pieces += [BLANK, line("Reduced confidence: the input had problems", tone="warn_strong")]
+        pieces += [line(f"  • {issue}") for issue in issues[:_BRIEF_ISSUES]]
+        if len(issues) > _BRIEF_ISSUES:
+            pieces.append(line(f"  … and {len(issues) - _BRIEF_ISSUES} more (see the JSON)"))
+    count = len(analysis.ranks)
+    title = line(
+        Span("trace", tone="strong"), f" · {analysis.source} · {count} rank{'s' * (count != 1)}"
+    )
+    return Brief(tuple(pieces), title)
+
+
+def _shares(excess: float, confidence: float) -> tuple[Span, Span]:
+    return Span(excess, "pct"), Span(confidence, "share")
+
+
+def _device_label(rank: Profile) -> str:
+    kind = rank.trace.device_kind if rank.trace is not None else rank.device
+    return str((rank.machine.gpu or {}).get("name") or kind)
+
+
+def _rank_pieces(ranks: Sequence[Profile]) -> list[Piece]:
+    """The ranks side by side; the device named once above them when all ranks share it."""
+    labels = {_device_label(r) for r in ranks}
+    shared = len(labels) == 1
+    columns = [right_column("rank")] + ([] if shared else [Column("device", wrap=False)])
+    columns += [right_column("steps"), right_column("step", "s")]
+    names = ("idle", "compute", "non-compute", "overlap", "exposed comm")
+    columns += [right_column(name, "share") for name in names]
+    rows = []
+    for r in ranks[:BRIEF_RANKS]:
+        tl = r.device_timeline
+        row: list[Any] = [str(r.rank)] + ([] if shared else [_device_label(r)])
+        row += [str(len(r.steps)), r.step_time_s]
+        row += [getattr(tl, key) if tl is not None else None for key in _SHARES]
+        rows.append(tuple(row))
+    pieces: list[Piece] = [line(f"device: {labels.pop()}", tone="muted")] if shared else []
+    pieces.append(Grid(tuple(columns), tuple(rows), header="strong"))
+    return pieces + more_line(BRIEF_RANKS, len(ranks), "ranks in the JSON")
 
 
 def _rank_label(rank: Profile) -> str:
@@ -61,12 +142,11 @@ _SHARES = (
 def _ranks_section(ranks: Sequence[Profile]) -> Section | None:
     rows = []
     for r in ranks:
-        tl, gpu = r.device_timeline, r.machine.gpu or {}
-        kind = r.trace.device_kind if r.trace is not None else r.device
+        tl = r.device_timeline
         rows.append(
             (
                 r.rank,
-                str(gpu.get("name") or kind),
+                _device_label(r),
                 len(r.steps),
                 finite_or_none(r.step_time_s),
                 *(getattr(tl, key) if tl is not None else None for key in _SHARES),

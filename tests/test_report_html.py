@@ -395,29 +395,24 @@ def test_the_numbers_in_the_page_are_the_profiles(diagnosis: pinchpoint.Diagnosi
 def test_trace_numbers_come_from_the_analysis(trace: pinchpoint.TraceAnalysis) -> None:
     text = render_html(Report.build(trace))
     parsed = page(text)
+    timelines = [r.device_timeline for r in trace.ranks]
+    assert all(tl is not None for tl in timelines)
     idle = column(parsed, "ranks", "idle")
-    assert [float(s or "nan") for s, _ in idle] == [r["gpu"]["idle_share"] for r in trace.ranks]
+    assert [float(s or "nan") for s, _ in idle] == [tl.idle_share for tl in timelines if tl]
     assert [shown for _, shown in idle] == ["53.6%", "54.7%"]  # HTA's figures for this trace
     breakdown = figures(text)["rank-breakdown"]["data"]
     compute = next(t for t in breakdown if t["name"] == "compute")
-    assert compute["y"] == [r["gpu"]["compute_share"] for r in trace.ranks]
+    assert compute["y"] == [tl.compute_share for tl in timelines if tl]
     busy = figures(text)["stragglers"]["data"]
     assert trace.stragglers is not None
     assert busy[0]["y"] == [
         v["median_busy_s"] for _, v in sorted(trace.stragglers.per_rank.items())
     ]
     kernels = parsed.tables["kernels"]
-    top = max(
-        ((name, k) for r in trace.ranks for name, k in r["gpu"]["kernels"]["totals"].items()),
-        key=lambda item: item[1]["time_s"],
-    )
+    totals = [(name, k) for tl in timelines if tl for name, k in tl.kernel_totals.items()]
+    top = max(totals, key=lambda item: item[1].time_s)
     assert kernels[0][0][1] == top[0]
-    total = sum(
-        k["time_s"]
-        for r in trace.ranks
-        for name, k in r["gpu"]["kernels"]["totals"].items()
-        if name == top[0]
-    )
+    total = sum(k.time_s for name, k in totals if name == top[0])
     assert float(kernels[0][3][0] or "nan") == pytest.approx(total, rel=1e-12)
 
 
@@ -587,7 +582,9 @@ def test_bad_input_is_a_one_line_error(tmp_path: Path) -> None:
         Report.build(42)
     with pytest.raises(ProfileFormatError, match="not a saved pinchpoint result"):
         Report.from_dict({"schema": "someone.else/2"})
-    with pytest.raises(ProfileFormatError, match="broken pinchpoint trace result"):
+    with pytest.raises(
+        ProfileFormatError, match="broken pinchpoint trace analysis: missing key 'device'"
+    ):
         Report.from_dict({"schema": "pinchpoint.trace/1", "ranks": [{}]})
     with pytest.raises(ProfileFormatError, match="no such file"):
         Report.load(tmp_path / "missing.json")

@@ -270,7 +270,7 @@ def compare_command(
     if is_trace(a) or is_trace(b):
         no_blas_threads()
     from pinchpoint.comparison import compare, parse_fail_above
-    from pinchpoint.renderers.compare import render_comparison
+    from pinchpoint.renderers.terminal import render_comparison
 
     try:
         parse_fail_above(fail_above)  # a mistake in the option shows before any work is done
@@ -331,7 +331,7 @@ def scale_command(
     debug: Debug = False,
 ) -> None:
     """Measure data-parallel throughput at each process count and its efficiency against linear."""
-    from pinchpoint.renderers.scale import render_scale
+    from pinchpoint.renderers.terminal import render_scale
     from pinchpoint.trials.scale import parse_nprocs, scale
 
     try:

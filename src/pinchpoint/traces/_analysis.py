@@ -32,7 +32,7 @@ from pinchpoint._io import atomic_write_bytes
 from pinchpoint._profile import Profile
 from pinchpoint.analyzers import Analyzer, job_findings, run_analyzers
 from pinchpoint.analyzers.ranks import straggler_test
-from pinchpoint.errors import TraceFormatError
+from pinchpoint.errors import ProfileFormatError, TraceFormatError
 from pinchpoint.finding import Finding
 from pinchpoint.stragglers import StragglerReport
 from pinchpoint.traces._format import rank_profile, rank_row
@@ -118,9 +118,10 @@ class TraceAnalysis:
             stragglers = StragglerReport.from_dict(test) if test else None
             findings = [Finding.from_dict(f) for f in data.get("findings", [])]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise TraceFormatError(f"broken trace analysis: {type(exc).__name__}: {exc}") from exc
+            what = f"missing key {exc}" if isinstance(exc, KeyError) else f"{exc}"
+            raise ProfileFormatError(f"broken pinchpoint trace analysis: {what}") from exc
         if not ranks:
-            raise TraceFormatError("the trace analysis holds no rank")
+            raise ProfileFormatError("broken pinchpoint trace analysis: it holds no rank")
         issues = list(data.get("issues", []))
         return cls(str(data.get("source", "")), job_profile(ranks), stragglers, findings, issues)
 

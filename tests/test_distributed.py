@@ -24,7 +24,6 @@ import pytest
 from helpers import run_cli
 from pinchpoint import PinchpointError, Profile, ProfileFormatError, WorkloadError
 from pinchpoint.analyzers import run_analyzers
-from pinchpoint.analyzers.device import job_communication
 from pinchpoint.analyzers.ranks import straggler_test
 from pinchpoint.errors import DeviceError
 from pinchpoint.recorders.job import launch, merge
@@ -231,7 +230,7 @@ def test_a_planted_communication_heavy_job_is_communication_bound(comm_heavy: Pr
     assert evidence["exposed_communication_share"] >= 0.10
     overlap = evidence["comm_comp_overlap"]
     assert overlap is not None and 0 <= overlap <= 1
-    stats = job_communication(comm_heavy)
+    stats = comm_heavy.job_communication_stats()
     assert stats is not None and overlap == stats.overlap
     assert evidence["exposed_communication_s"] == stats.exposed_s <= stats.allreduce_s
     assert "straggler" not in [f.kind for f in findings]
@@ -507,7 +506,7 @@ def test_nccl_planted_slow_rank_and_communication_heavy_job() -> None:
     assert [f.evidence["rank"] for f in stragglers] == [1]
     heavy = launch("zoo:ddp-comm-heavy", nproc=2, steps=10, device="cuda", timeout_s=TIMEOUT_S)
     assert heavy is not None
-    stats = job_communication(heavy)
+    stats = heavy.job_communication_stats()
     assert stats is not None and stats.allreduce_s > 0
 
 

@@ -692,6 +692,20 @@ class Profile(codec.Saved):
         """Gradient all-reduce over the measured steps (None for a single process)."""
         return communication_stats(self.measured_steps)
 
+    def job_communication_stats(self) -> CommunicationStats | None:
+        """The job's gradient all-reduce: for a multi-rank Profile, over the steps every rank
+        measured, each step taken from the rank that waited least in it (that rank arrived
+        last, so its wait is the communication itself; the others' longer waits are waiting
+        for it); for one rank, :meth:`communication_stats`."""
+        if not self.ranks:
+            return self.communication_stats()
+        chosen = [
+            min(row, key=lambda s: s.phases.get("communication", 0.0))
+            for row in self.matched_steps().values()
+            if all(s.comm_s is not None for s in row)
+        ]
+        return communication_stats(chosen)
+
     def summary(self) -> dict[str, Any]:
         """Derived statistics for readers of the JSON file (never read back)."""
         out: dict[str, Any] = {

@@ -27,12 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from pinchpoint import codec
 from pinchpoint._profile import Profile, Step
-from pinchpoint.analyzers import Analyzer, run_analyzers
+from pinchpoint.analyzers import Analyzer, job_findings, run_analyzers
+from pinchpoint.analyzers.ranks import straggler_test
 from pinchpoint.finding import Finding
 from pinchpoint.roofline import achieved_fraction, module_points, operator_points
 from pinchpoint.workload import Workload
 
 if TYPE_CHECKING:
+    from pinchpoint.stragglers import StragglerReport
     from pinchpoint.traces import TraceAnalysis
 
 __all__ = ["SCHEMA", "Diagnosis", "diagnose", "roofline_summary"]
@@ -45,14 +47,40 @@ _TOP_POINTS = 40
 
 @dataclass
 class Diagnosis(codec.Saved):
-    """The findings for one target, ranked, with the Profile and roofline they rest on."""
+    """The findings for one target, ranked, with the Profile and roofline they rest on.
+
+    ``stragglers`` is the straggler test of a multi-rank Profile, run once with the analyzers
+    (its findings are among ``findings``); it is not saved, and a loaded diagnosis runs it
+    again on its ranks. None for one rank.
+    """
 
     target: str
     profile: Profile
     findings: list[Finding] = field(default_factory=list)
     roofline: dict[str, Any] = field(default_factory=dict)
+    stragglers: StragglerReport | None = field(default=None, metadata=codec.not_saved())
 
     saved_as = codec.Document(SCHEMA, "diagnosis")
+
+    def __post_init__(self) -> None:
+        if self.stragglers is None and len(self.profile.ranks) >= 2:
+            self.stragglers = straggler_test(self.profile)
+
+    @classmethod
+    def of(
+        cls,
+        profile: Profile,
+        analyzers: Iterable[Analyzer] | None = None,
+        target: str | None = None,
+    ) -> Diagnosis:
+        """The analysis of a Profile as it is: its findings (the default analyzers if None),
+        straggler test and roofline summary; nothing recorded, calibrated or copied."""
+        stragglers = straggler_test(profile) if profile.ranks else None
+        if profile.ranks:
+            findings = job_findings(profile, analyzers, stragglers)
+        else:
+            findings = run_analyzers(profile, analyzers)
+        return cls(target or profile.name, profile, findings, roofline_summary(profile), stragglers)
 
     @property
     def principal(self) -> Finding | None:
@@ -184,9 +212,4 @@ def diagnose(
             raise ValueError("memory_budget_bytes must be positive")
         profile.settings["memory_budget_bytes"] = memory_budget_bytes
     profile = _with_peaks(profile, "cuda" if profile.device.startswith("cuda") else "cpu")
-    return Diagnosis(
-        target=name or profile.name,
-        profile=profile,
-        findings=run_analyzers(profile, analyzers),
-        roofline=roofline_summary(profile),
-    )
+    return Diagnosis.of(profile, analyzers, target=name)

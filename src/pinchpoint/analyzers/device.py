@@ -6,7 +6,7 @@ not keep fed.
 
   - a trace's kernel timeline (:attr:`Profile.device_timeline`): communication kernel time that
     no computation kernel overlaps, as a share of the device span;
-  - a data-parallel run's all-reduce hook (:meth:`Profile.communication_stats`): the
+  - a data-parallel run's all-reduce hook (:meth:`Profile.job_communication_stats`): the
     ``communication`` phase (the wait after the last local gradient until the last bucket's
     all-reduce completed) as a share of the measured steps' wall time, with the all-reduce
     time and the share of it overlapped with backward. On a merged multi-rank Profile each
@@ -27,11 +27,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pinchpoint._profile import CommunicationStats, Profile, communication_stats
+from pinchpoint._profile import Profile
 from pinchpoint.analyzers._catalog import remedy
 from pinchpoint.finding import Finding, severity_for
 
-__all__ = ["analyze_communication", "analyze_launch", "job_communication"]
+__all__ = ["analyze_communication", "analyze_launch"]
 
 COMMUNICATION_SHARE = 0.10
 COMMUNICATION_SAVING = 0.7
@@ -52,7 +52,7 @@ def analyze_communication(profile: Profile) -> list[Finding]:
             overlap=tl.comm_comp_overlap,
             what="Communication",
         )
-    stats = job_communication(profile) if profile.ranks else profile.communication_stats()
+    stats = profile.job_communication_stats()
     if stats is None or stats.wall_s <= 0 or stats.allreduce_s <= 0:
         return []
     return _communication_rule(
@@ -68,18 +68,6 @@ def analyze_communication(profile: Profile) -> list[Finding]:
             "source": "all-reduce hook",
         },
     )
-
-
-def job_communication(profile: Profile) -> CommunicationStats | None:
-    """A merged Profile's all-reduce statistics over the steps every rank measured, each step
-    taken from the rank that waited least in it (None without all-reduce measurements)."""
-
-    chosen = [
-        min(row, key=lambda s: s.phases.get("communication", 0.0))
-        for row in profile.matched_steps().values()
-        if all(s.comm_s is not None for s in row)
-    ]
-    return communication_stats(chosen)
 
 
 def _communication_rule(

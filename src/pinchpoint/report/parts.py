@@ -277,3 +277,8 @@ def right_column(name: str, unit: str = "text", tone: str = "") -> Column:
 def more_line(shown: int, total: int, what: str) -> list[Piece]:
     """``… and N more WHAT`` when a list was cut to its first ``shown`` of ``total``."""
     return [line(f"… and {total - shown} more {what}", tone="muted")] if total > shown else []
+
+
+def shapes_text(shapes: Sequence[Any]) -> str:
+    """An operator's input shapes as ``8×64, 64×10`` (non-tensor inputs left out)."""
+    return ", ".join("×".join(map(str, s)) for s in shapes if s)

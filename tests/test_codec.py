@@ -25,6 +25,7 @@ TRACES = DATA / "traces"
 # Saved by `pinchpoint scale zoo:ddp-balanced` and `pinchpoint lr-find` on a CPU machine.
 SAVED_SCALE = DATA / "saved" / "scale.json"
 SAVED_LR = DATA / "saved" / "lr.json"
+SAVED_OPTIMIZE = DATA / "saved" / "optimize.json"
 
 
 def _dump(data: Any) -> bytes:
@@ -39,6 +40,8 @@ def _real_data(kind: str) -> dict[str, Any]:
         return orjson.loads(SAVED_DIAGNOSIS.read_bytes())  # type: ignore[no-any-return]
     if kind == "lr_find":
         return orjson.loads(SAVED_LR.read_bytes())  # type: ignore[no-any-return]
+    if kind == "optimize":
+        return orjson.loads(SAVED_OPTIMIZE.read_bytes())  # type: ignore[no-any-return]
     if kind == "scale":
         return orjson.loads(SAVED_SCALE.read_bytes())  # type: ignore[no-any-return]
     if kind == "trace":
@@ -49,7 +52,7 @@ def _real_data(kind: str) -> dict[str, Any]:
     raise AssertionError(f"no real data for {kind}")
 
 
-@pytest.mark.parametrize("kind", [t.kind for t in results.types() if t.decoder is not None])
+@pytest.mark.parametrize("kind", [t.kind for t in results.types()])
 def test_every_registered_result_re_encodes_a_real_file_identically(kind: str) -> None:
     """encode(decode(data)) is stable for every result type: no field is saved one way only."""
     rtype = next(t for t in results.types() if t.kind == kind)
@@ -72,6 +75,13 @@ def test_files_saved_by_the_tree_re_save_byte_for_byte() -> None:
     assert (lr.optimizer, len(lr.lrs), lr.stopped_early) == ("Adam", 40, False)
     assert lr.suggestion == pytest.approx(3.4551e-3, rel=1e-4)
     assert list(lr.to_dict())[:3] == ["schema", "optimizer", "suggestion"]
+    opt = pinchpoint.load_result(SAVED_OPTIMIZE)
+    assert _dump(opt.to_dict()) == SAVED_OPTIMIZE.read_bytes().rstrip(b"\n")
+    chosen = opt.chosen
+    assert chosen is not None and chosen.trial is not None and chosen.trial.accepted
+    assert chosen.candidate.short == "dataloader(num_workers=2, persistent_workers=True)"
+    assert chosen.trial.speedup == pytest.approx(5.498, abs=1e-3)
+    assert chosen.workload is None  # the model is in its own file
 
 
 def test_an_older_file_without_the_newer_keys_loads_with_defaults() -> None:

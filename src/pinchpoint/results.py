@@ -58,8 +58,6 @@ class ResultType:
             same family are recognised, and their reader decides what it can load.
         module, name: where its class lives (imported on first use).
         what: a reader's words for it, for messages ("a trace analysis").
-        decoder: the class's classmethod that builds it from the saved data, or None where the
-            saved form (a mapping) is what readers take (trace analyses, optimize results).
     """
 
     kind: str
@@ -67,7 +65,6 @@ class ResultType:
     module: str
     name: str
     what: str
-    decoder: str | None = "from_dict"
 
     @property
     def noun(self) -> str:
@@ -89,11 +86,9 @@ class ResultType:
         return loaded is not None and isinstance(value, getattr(loaded, self.name))
 
     def decode(self, data: Mapping[str, Any], source: str = "the data") -> Any:
-        """The result in ``data`` (this type's saved form), or the mapping itself where readers
-        take the saved form; a file that is broken or of an unreadable version fails in one line."""
-        if self.decoder is None:
-            return data
-        decode: Callable[[Mapping[str, Any]], Any] = getattr(self.cls(), self.decoder)
+        """The result in ``data`` (this type's saved form), by its class's ``from_dict``; a file
+        that is broken or of an unreadable version fails in one line."""
+        decode: Callable[[Mapping[str, Any]], Any] = self.cls().from_dict  # type: ignore[attr-defined]
         try:
             return decode(data)
         except (ProfileFormatError, TraceFormatError) as exc:
@@ -131,8 +126,7 @@ def kind_of(value: object) -> str | None:
 def load_result(path: str | Path) -> Any:
     """The result saved at ``path``: any registered schema's JSON file, an ``optimize`` output
     folder (its ``optimize.json``), or a profiler trace (one file or a folder of ranks), which is
-    analysed into a TraceAnalysis. Results read in their saved form (see
-    :attr:`ResultType.decoder`) come back as that mapping.
+    analysed into a TraceAnalysis.
 
     Raises:
         ProfileFormatError: on one line, for a missing file, a file that is not JSON, a JSON file
@@ -197,17 +191,15 @@ def listing(kinds: Iterable[ResultType]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
-# The result types, in the order messages list them: kind, schema, class, what, decoder.
-for _kind, _schema, _where, _what, _decoder in (
-    ("profile", "profile/1", "_profile:Profile", "a profile", "from_dict"),
-    ("diagnosis", "diagnosis/1", "diagnosis:Diagnosis", "a diagnosis", "from_dict"),
-    ("trace", "trace/1", "traces._analysis:TraceAnalysis", "a trace analysis", "from_dict"),
-    ("optimize", "optimize/1", "optimizer.result:OptimizeResult", "an optimize result", None),
-    ("lr_find", "lr_find/1", "lr_find:LRFindResult", "an LR range test", "from_dict"),
-    ("compare", "compare/1", "comparison:Comparison", "a comparison", "from_dict"),
-    ("scale", "scale/1", "trials.scale:ScaleResult", "a scaling measurement", "from_dict"),
+# The result types, in the order messages list them: kind, schema, class, what.
+for _kind, _schema, _where, _what in (
+    ("profile", "profile/1", "_profile:Profile", "a profile"),
+    ("diagnosis", "diagnosis/1", "diagnosis:Diagnosis", "a diagnosis"),
+    ("trace", "trace/1", "traces._analysis:TraceAnalysis", "a trace analysis"),
+    ("optimize", "optimize/1", "optimizer.result:OptimizeResult", "an optimize result"),
+    ("lr_find", "lr_find/1", "lr_find:LRFindResult", "an LR range test"),
+    ("compare", "compare/1", "comparison:Comparison", "a comparison"),
+    ("scale", "scale/1", "trials.scale:ScaleResult", "a scaling measurement"),
 ):
     _module, _, _name = _where.partition(":")
-    register(
-        ResultType(_kind, f"pinchpoint.{_schema}", f"pinchpoint.{_module}", _name, _what, _decoder)
-    )
+    register(ResultType(_kind, f"pinchpoint.{_schema}", f"pinchpoint.{_module}", _name, _what))

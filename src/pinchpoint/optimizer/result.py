@@ -8,21 +8,28 @@ when none was accepted, and the Pareto frontier (speed, quality, size).
 chosen model (``model.pt``: the whole module, ``torch.load(..., weights_only=False)``; plus
 ``model.onnx`` when ONNX Runtime won) and ``remedies.json``, the configs to apply to the original
 workload to get it again (:func:`load_remedies` reads them back).
+
+The file's ``trials`` rows flatten each record, the candidate's remedies and reason beside its
+trial's numbers, as the contract has always had them; ``TrialRecord.to_dict``/``from_dict``
+write and read that flattening, and hand the typed parts (the remedy configs, the trial, the
+budget, the machine) to their own codecs.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pinchpoint._profile import Machine
+from pinchpoint.codec import FormatError
 from pinchpoint.remedies import RemedyConfig, config_from_dict
 from pinchpoint.trials.quality import Budget
 from pinchpoint.workload import Workload
 
 if TYPE_CHECKING:
-    from pinchpoint._profile import Machine
     from pinchpoint.trials.trial import Trial
 
 __all__ = [
@@ -100,6 +107,22 @@ class TrialRecord:
         out.update(measured)
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialRecord:
+        """A ``trials`` row read back: its candidate, and its trial unless it could not be
+        tried (a row without a ``speed``). The model it made is not saved."""
+        from pinchpoint.trials.trial import Trial
+
+        candidate = Candidate(
+            tuple(config_from_dict(r) for r in data["remedies"]),
+            str(data["reason"]),
+            data.get("gate"),
+        )
+        trial = None
+        if data.get("speed") is not None:
+            trial = Trial.from_dict({**data, "remedies": data.get("labels", [])})
+        return cls(candidate, trial, data.get("error"), float(data.get("seconds", 0.0)))
+
 
 @dataclass
 class OptimizeResult:
@@ -146,6 +169,32 @@ class OptimizeResult:
             "stopped_early": self.stopped_early,
             "nproc": self.nproc,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OptimizeResult:
+        """Read :meth:`to_dict`'s output back (the chosen model is in its own file)."""
+        if data.get("schema") != SCHEMA:
+            found = f"schema {data.get('schema')!r}" if data.get("schema") else "no schema field"
+            raise FormatError(f"not a pinchpoint optimize result ({found}; expected {SCHEMA!r})")
+        try:
+            return cls(
+                target=str(data["target"]),
+                objective=str(data["objective"]),
+                budget=Budget.from_dict(data["budget"]),
+                machine=Machine.from_dict(data.get("machine") or {}),
+                baseline=dict(data["baseline"]),
+                records=[TrialRecord.from_dict(r) for r in data["trials"]],
+                best=data.get("best"),
+                best_effort=data.get("best_effort"),
+                pareto=[int(i) for i in data.get("pareto") or []],
+                diagnosis=data.get("diagnosis"),
+                seconds=float(data.get("seconds", 0.0)),
+                stopped_early=bool(data.get("stopped_early", False)),
+                nproc=data.get("nproc"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise FormatError(f"broken pinchpoint optimize result: {what}") from exc
 
     def save(self, folder: str | Path) -> Path:
         """Write ``optimize.json``, the chosen model and ``remedies.json`` into ``folder``."""

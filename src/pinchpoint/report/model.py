@@ -279,15 +279,7 @@ class Report:
             raise ProfileFormatError(
                 f"{source} is {found.what}, which has no report (one is made of {_buildable()})"
             )
-        result = found.decode(data, source)
-        try:
-            return builder(result)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            if found.decoder is not None:
-                raise
-            raise ProfileFormatError(
-                f"{source}: broken pinchpoint {found.kind} result: {type(exc).__name__}: {exc}"
-            ) from exc
+        return builder(found.decode(data, source))
 
     @classmethod
     def load(cls, path: str | Path) -> Report:

@@ -38,12 +38,9 @@ from pinchpoint.report.parts import (
 from pinchpoint.report.profile import machine_section
 
 
-def from_optimize(result: OptimizeResult | Mapping[str, Any]) -> Report:
-    """The Report of an optimize run (the object, or its ``pinchpoint.optimize/1`` JSON).
-
-    Only the object has a brief: its saved form does not keep each candidate's short name.
-    """
-    data = result if isinstance(result, Mapping) else result.to_dict()
+def from_optimize(result: OptimizeResult) -> Report:
+    """The Report of an optimize run (one loaded from its ``pinchpoint.optimize/1`` file too)."""
+    data = result.to_dict()
     trials: list[Mapping[str, Any]] = list(data["trials"])
     best = data.get("best")
     pareto = {int(i) for i in data.get("pareto") or []}
@@ -59,7 +56,7 @@ def from_optimize(result: OptimizeResult | Mapping[str, Any]) -> Report:
                 machine_section(Machine.from_dict(data.get("machine") or {}), None),
             ]
         ),
-        brief=None if isinstance(result, Mapping) else _optimize_brief(result),
+        brief=_optimize_brief(result),
     )
 
 

@@ -1,5 +1,8 @@
 """The Profile: everything one recorded run measured, typed and saved as versioned JSON.
 
+One file, over 700 lines, for a reason: these are the record types of one saved document, read
+and written together, and each is a few lines of fields with their meaning.
+
 Structure (each a dataclass saved by :mod:`pinchpoint.codec`, with ``to_dict``/``from_dict``;
 ``Profile.save``/``Profile.load`` go through JSON and give back an equal object):
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pinchpoint import codec
 from pinchpoint._profile import Profile, Step
-from pinchpoint.analyzers import Analyzer, job_findings, run_analyzers
+from pinchpoint.analyzers import Analyzer, analyse
 from pinchpoint.analyzers.ranks import straggler_test
 from pinchpoint.finding import Finding
 from pinchpoint.roofline import achieved_fraction, module_points, operator_points
@@ -50,8 +50,8 @@ class Diagnosis(codec.Saved):
     """The findings for one target, ranked, with the Profile and roofline they rest on.
 
     ``stragglers`` is the straggler test of a multi-rank Profile, run once with the analyzers
-    (its findings are among ``findings``); it is not saved, and a loaded diagnosis runs it
-    again on its ranks. None for one rank.
+    (its findings are among ``findings``); it is not saved: :meth:`straggler_report` runs it
+    on a loaded diagnosis's ranks when first asked. None for one rank.
     """
 
     target: str
@@ -62,9 +62,12 @@ class Diagnosis(codec.Saved):
 
     saved_as = codec.Document(SCHEMA, "diagnosis")
 
-    def __post_init__(self) -> None:
+    def straggler_report(self) -> StragglerReport | None:
+        """The straggler test of the Profile's ranks: the one run with the analyzers, else (a
+        loaded diagnosis) run now, once."""
         if self.stragglers is None and len(self.profile.ranks) >= 2:
             self.stragglers = straggler_test(self.profile)
+        return self.stragglers
 
     @classmethod
     def of(
@@ -75,11 +78,7 @@ class Diagnosis(codec.Saved):
     ) -> Diagnosis:
         """The analysis of a Profile as it is: its findings (the default analyzers if None),
         straggler test and roofline summary; nothing recorded, calibrated or copied."""
-        stragglers = straggler_test(profile) if profile.ranks else None
-        if profile.ranks:
-            findings = job_findings(profile, analyzers, stragglers)
-        else:
-            findings = run_analyzers(profile, analyzers)
+        findings, stragglers = analyse(profile, analyzers)
         return cls(target or profile.name, profile, findings, roofline_summary(profile), stragglers)
 
     @property

@@ -38,7 +38,7 @@ from pinchpoint.finding import Finding, rank
 if TYPE_CHECKING:
     from pinchpoint.stragglers import StragglerReport
 
-__all__ = ["DEFAULT_ANALYZERS", "Analyzer", "job_findings", "run_analyzers"]
+__all__ = ["DEFAULT_ANALYZERS", "Analyzer", "analyse", "job_findings", "run_analyzers"]
 
 #: The analyzers ``diagnose`` runs, in no particular order: findings are ranked afterwards.
 DEFAULT_ANALYZERS: list[Analyzer] = [
@@ -65,13 +65,24 @@ def run_analyzers(profile: Profile, analyzers: Iterable[Analyzer] | None = None)
     rank's findings merged by kind, the job-level ones, and the straggler test.
     """
     if profile.ranks:
-        return job_findings(profile, analyzers, straggler_test(profile))
+        return analyse(profile, analyzers)[0]
     findings: list[Finding] = []
     for analyzer in DEFAULT_ANALYZERS if analyzers is None else analyzers:
         findings.extend(analyzer(profile))
     # Stalled threads inflate every operator's time: the findings read off those times are
     # their symptoms (root cause before symptom; analyzers.threads).
     return rank(threads_analyzer.mark_symptoms(findings))
+
+
+def analyse(
+    profile: Profile, analyzers: Iterable[Analyzer] | None = None
+) -> tuple[list[Finding], StragglerReport | None]:
+    """The ranked findings of any Profile and, for a multi-rank one, the straggler test they
+    include (run once, for callers that show it too); None for one rank."""
+    if not profile.ranks:
+        return run_analyzers(profile, analyzers), None
+    stragglers = straggler_test(profile)
+    return job_findings(profile, analyzers, stragglers), stragglers
 
 
 def job_findings(

@@ -286,7 +286,7 @@ def _profile_stragglers_section(diagnosis: Diagnosis) -> Section | None:
     """The straggler test over a merged Profile's ranks (busy time: the step less its wait)."""
     if len(diagnosis.profile.ranks) < 2:
         return None
-    report = diagnosis.stragglers
+    report = diagnosis.straggler_report()
     return stragglers_section(report.to_dict() if report is not None else None)
 
 

@@ -30,8 +30,7 @@ import orjson
 
 from pinchpoint._io import atomic_write_bytes
 from pinchpoint._profile import Profile
-from pinchpoint.analyzers import Analyzer, job_findings, run_analyzers
-from pinchpoint.analyzers.ranks import straggler_test
+from pinchpoint.analyzers import Analyzer, analyse
 from pinchpoint.errors import ProfileFormatError, TraceFormatError
 from pinchpoint.finding import Finding
 from pinchpoint.stragglers import StragglerReport
@@ -248,14 +247,11 @@ def combine(
     good.sort(key=lambda p: (p.rank, p.trace.file if p.trace else ""))
     issues.extend(_job_issues(good))
     profile = job_profile(good)
-    if len(good) < 2:
-        return TraceAnalysis(source, profile, None, run_analyzers(profile, analyzers), issues)
-    if _mixed(issues):
+    if len(good) >= 2 and _mixed(issues):
         issues.append("no straggler test: the files do not come from one job")
-    elif not profile.matched_steps():
+    elif len(good) >= 2 and not profile.matched_steps():
         issues.append("no straggler test: the ranks share no profiler step")
-    stragglers = straggler_test(profile)
-    findings = job_findings(profile, analyzers, stragglers)
+    findings, stragglers = analyse(profile, analyzers)
     return TraceAnalysis(source, profile, stragglers, findings, issues)
 
 

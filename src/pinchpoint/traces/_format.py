@@ -25,10 +25,32 @@ from pinchpoint._profile import (
     TraceSource,
 )
 
-__all__ = ["rank_profile", "rank_row"]
+__all__ = ["rank_profile", "rank_row", "trace_profile"]
 
 _STEP_KEYS = ("communication_host_s", "backward", "device_busy_s", "device_communication_s")
 _SHARES = ("idle_share", "compute_share", "non_compute_share", "exposed_communication_share")
+
+
+def trace_profile(
+    source: TraceSource,
+    device: str,
+    gpu: dict[str, Any] | None,
+    steps: list[Step],
+    operators: list[Operator],
+    timeline: DeviceTimeline | None,
+) -> Profile:
+    """The Profile of one rank of a trace, whether analysed now or read from a saved file."""
+    return Profile(
+        name=f"rank {source.rank}",
+        mode="train" if any(s.backward for s in steps) else "infer",
+        device=device,
+        steps=steps,
+        operators=operators,
+        machine=Machine(gpu=gpu),
+        settings={"source": "trace", "file": source.file, "rank": source.rank},
+        device_timeline=timeline,
+        trace=source,
+    )
 
 
 def rank_row(profile: Profile) -> dict[str, Any]:
@@ -160,30 +182,29 @@ def rank_profile(row: Mapping[str, Any]) -> Profile:
     ]
     launches = row.get("launches") or {}
     g = row.get("gpu")
-    return Profile(
-        name=f"rank {row['rank']}",
-        mode="train" if any(s.backward for s in steps) else "infer",
-        device="cpu" if kind == "cpu" else f"cuda:{device.get('index') or 0}",
-        steps=steps,
-        operators=[
-            Operator(name=o["name"], count=o["count"], self_s=o["self_s"], total_s=o["total_s"])
-            for o in row["operators"]
-        ],
-        machine=Machine(gpu=facts),
-        settings={"source": "trace", "file": row["file"], "rank": row["rank"]},
-        device_timeline=_timeline(g, launches) if g is not None else None,
-        trace=TraceSource(
-            file=row["file"],
-            rank=int(row["rank"]),
-            rank_source=row.get("rank_source", "file order"),
-            world_size=row.get("world_size"),
-            backend=row.get("backend"),
-            device_kind=kind,
-            events=int(row.get("events", 0)),
-            launches=CallStats.from_dict(launches),
-            sync=CallStats.from_dict(row.get("sync") or {}),
-            issues=list(row.get("issues", [])),
-        ),
+    source = TraceSource(
+        file=row["file"],
+        rank=int(row["rank"]),
+        rank_source=row.get("rank_source", "file order"),
+        world_size=row.get("world_size"),
+        backend=row.get("backend"),
+        device_kind=kind,
+        events=int(row.get("events", 0)),
+        launches=CallStats.from_dict(launches),
+        sync=CallStats.from_dict(row.get("sync") or {}),
+        issues=list(row.get("issues", [])),
+    )
+    operators = [
+        Operator(name=o["name"], count=o["count"], self_s=o["self_s"], total_s=o["total_s"])
+        for o in row["operators"]
+    ]
+    return trace_profile(
+        source,
+        "cpu" if kind == "cpu" else f"cuda:{device.get('index') or 0}",
+        facts,
+        steps,
+        operators,
+        _timeline(g, launches) if g is not None else None,
     )
 
 

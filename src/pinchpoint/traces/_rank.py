@@ -45,13 +45,13 @@ from pinchpoint._profile import (
     CallStats,
     DeviceTimeline,
     KernelTotal,
-    Machine,
     Operator,
     Profile,
     Step,
     TraceSource,
 )
 from pinchpoint.traces import _intervals as iv
+from pinchpoint.traces._format import trace_profile
 from pinchpoint.traces._parse import (
     ANNOTATION,
     CPU_OP,
@@ -138,28 +138,21 @@ def summarize_rank(table: EventTable, path: str | Path = "", order: int = 0) -> 
     distributed = table.distributed
     kind, device, facts = _device_facts(table, gpu is not None, table.names)
     backend = distributed.get("backend") if isinstance(distributed, dict) else None
-    return Profile(
-        name=f"rank {rank}",
-        mode="train" if any(s.backward for s in step_rows) else "infer",
-        device=device,
-        steps=step_rows,
-        operators=_operator_totals(table, steps),
-        machine=Machine(gpu=facts),
-        settings={"source": "trace", "file": str(path), "rank": rank},
-        device_timeline=gpu["timeline"] if gpu is not None else None,
-        trace=TraceSource(
-            file=str(path),
-            rank=rank,
-            rank_source=rank_source,
-            world_size=_int(distributed.get("world_size")),
-            backend=backend,
-            device_kind=kind,
-            events=table.events_read,
-            launches=launches,
-            sync=_sync_stats(table),
-            issues=issues,
-        ),
+    source = TraceSource(
+        file=str(path),
+        rank=rank,
+        rank_source=rank_source,
+        world_size=_int(distributed.get("world_size")),
+        backend=backend,
+        device_kind=kind,
+        events=table.events_read,
+        launches=launches,
+        sync=_sync_stats(table),
+        issues=issues,
     )
+    timeline = gpu["timeline"] if gpu is not None else None
+    operators = _operator_totals(table, steps)
+    return trace_profile(source, device, facts, step_rows, operators, timeline)
 
 
 def _int(value: Any) -> int | None:

@@ -20,6 +20,7 @@ Importance is the l1 or l2 norm of the weights a unit owns. torch is imported in
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,22 +34,11 @@ if TYPE_CHECKING:
 __all__ = [
     "NORMS",
     "attention_blocks",
-    "channel_plans",
-    "count_parameters",
-    "dataflow_graph",
     "ffn_blocks",
-    "head_importance",
     "keep_layers",
-    "kept_count",
-    "layer_stack",
     "prune_channels",
     "prune_ffns",
     "prune_heads",
-    "shrink_heads",
-    "slice_batch_norm",
-    "slice_inputs",
-    "slice_outputs",
-    "unit_importance",
 ]
 
 #: The importance norms a unit's weights can be scored by.
@@ -58,11 +48,6 @@ NORMS = ("l1", "l2")
 def kept_count(total: int, amount: float) -> int:
     """How many of ``total`` units stay when the fraction ``amount`` is removed (at least one)."""
     return max(1, min(total, round(total * (1.0 - amount))))
-
-
-def count_parameters(model: nn.Module) -> int:
-    """The number of parameter elements of ``model``."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def unit_importance(weight: torch.Tensor, dim: int, norm: str) -> torch.Tensor:
@@ -95,32 +80,20 @@ def _is_conv(module: Any) -> bool:
     return isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
 
 
-def slice_outputs(module: Any, index: torch.Tensor) -> None:
-    """Keep only the output units ``index`` of a convolution or linear layer."""
+def _slice(module: Any, index: torch.Tensor, dim: int) -> None:
+    """Keep only the output (``dim`` 0) or input (``dim`` 1) units ``index`` of a convolution
+    (groups 1) or linear layer."""
     weight = module.weight
     assert_tensor(weight)
-    module.weight = _parameter(weight.index_select(0, index.to(weight.device)), weight)
+    module.weight = _parameter(weight.index_select(dim, index.to(weight.device)), weight)
     bias = getattr(module, "bias", None)
-    if bias is not None:
+    if dim == 0 and bias is not None:
         module.bias = _parameter(bias.index_select(0, index.to(bias.device)), bias)
-    if _is_conv(module):
-        module.out_channels = len(index)
-    else:
-        module.out_features = len(index)
+    side = "out" if dim == 0 else "in"
+    setattr(module, f"{side}_channels" if _is_conv(module) else f"{side}_features", len(index))
 
 
-def slice_inputs(module: Any, index: torch.Tensor) -> None:
-    """Keep only the input units ``index`` of a convolution (groups 1) or linear layer."""
-    weight = module.weight
-    assert_tensor(weight)
-    module.weight = _parameter(weight.index_select(1, index.to(weight.device)), weight)
-    if _is_conv(module):
-        module.in_channels = len(index)
-    else:
-        module.in_features = len(index)
-
-
-def slice_batch_norm(module: Any, index: torch.Tensor) -> None:
+def _slice_batch_norm(module: Any, index: torch.Tensor) -> None:
     """Keep only the channels ``index`` of a BatchNorm: its affine weights and running stats."""
     for name in ("weight", "bias"):
         value = getattr(module, name, None)
@@ -188,20 +161,8 @@ def _activation_modules() -> tuple[type, ...]:
 def _pool_modules() -> tuple[type, ...]:
     from torch import nn
 
-    return (
-        nn.MaxPool1d,
-        nn.MaxPool2d,
-        nn.MaxPool3d,
-        nn.AvgPool1d,
-        nn.AvgPool2d,
-        nn.AvgPool3d,
-        nn.AdaptiveAvgPool1d,
-        nn.AdaptiveAvgPool2d,
-        nn.AdaptiveAvgPool3d,
-        nn.AdaptiveMaxPool1d,
-        nn.AdaptiveMaxPool2d,
-        nn.AdaptiveMaxPool3d,
-    )
+    kinds = ("Max", "Avg", "AdaptiveAvg", "AdaptiveMax")
+    return tuple(getattr(nn, f"{kind}Pool{d}d") for kind in kinds for d in (1, 2, 3))
 
 
 def _activation_functions() -> set[Any]:
@@ -231,24 +192,9 @@ def _activation_functions() -> set[Any]:
 def _pool_functions() -> set[Any]:
     from torch.nn import functional
 
-    names = (
-        "max_pool1d",
-        "max_pool2d",
-        "max_pool3d",
-        "_max_pool1d",
-        "_max_pool2d",
-        "_max_pool3d",
-        "avg_pool1d",
-        "avg_pool2d",
-        "avg_pool3d",
-        "adaptive_avg_pool1d",
-        "adaptive_avg_pool2d",
-        "adaptive_avg_pool3d",
-        "adaptive_max_pool1d",
-        "adaptive_max_pool2d",
-        "_adaptive_max_pool1d",
-        "_adaptive_max_pool2d",
-    )
+    kinds = ("max", "_max", "avg", "adaptive_avg")
+    names = [f"{kind}_pool{d}d" for kind in kinds for d in (1, 2, 3)]
+    names += [f"{kind}_pool{d}d" for kind in ("adaptive_max", "_adaptive_max") for d in (1, 2)]
     found = (getattr(functional, name, None) for name in names)
     return {fn for fn in found if fn is not None}
 
@@ -323,11 +269,9 @@ def _flatten_from_dim_one(node: Any) -> bool:
     """Whether a flatten / view node flattens every dimension from the second on."""
     import torch
 
-    if node.op == "call_function" and node.target is torch.flatten:
-        start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
-        end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
-        return bool(start == 1 and end == -1)
-    if node.op == "call_method" and node.target == "flatten":
+    if (node.op == "call_function" and node.target is torch.flatten) or (
+        node.op == "call_method" and node.target == "flatten"
+    ):
         start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
         end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
         return bool(start == 1 and end == -1)
@@ -440,10 +384,7 @@ def channel_plans(model: nn.Module, *, linear_only: bool = False) -> list[_Plan]
 
     graph = dataflow_graph(model)
     modules = dict(model.named_modules())
-    calls: dict[str, int] = {}
-    for node in graph.nodes:
-        if node.op == "call_module":
-            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
+    calls = Counter(str(node.target) for node in graph.nodes if node.op == "call_module")
     plans = []
     for node in graph.nodes:
         if node.op != "call_module":
@@ -492,15 +433,15 @@ def prune_channels(
         )
     with torch.no_grad():
         for plan, index in kept:
-            slice_outputs(modules[plan.producer], index)
+            _slice(modules[plan.producer], index, 0)
             for name in plan.norms:
-                slice_batch_norm(modules[name], index)
+                _slice_batch_norm(modules[name], index)
             for name in plan.inputs:
-                slice_inputs(modules[name], index)
+                _slice(modules[name], index, 1)
             for name, positions in plan.blocks:
                 # Channel c of a flattened (N, C, *spatial) map is the run c*S .. c*S + S - 1.
                 offsets = torch.arange(positions, device=index.device)
-                slice_inputs(modules[name], (index[:, None] * positions + offsets).flatten())
+                _slice(modules[name], (index[:, None] * positions + offsets).flatten(), 1)
     return [plan.producer for plan, _ in kept]
 
 
@@ -560,8 +501,8 @@ def shrink_heads(attention: Any, output: Any, heads: torch.Tensor) -> None:
     rows = (heads[:, None] * size + torch.arange(size, device=heads.device)).flatten()
     with torch.no_grad():
         for name in ("query", "key", "value"):
-            slice_outputs(getattr(attention, name), rows)
-        slice_inputs(output, rows)
+            _slice(getattr(attention, name), rows, 0)
+        _slice(output, rows, 1)
     # transformers' BertSelfAttention reshapes to (-1, head size), so the head count follows the
     # projections; the attributes are kept true for any code that reads them.
     attention.num_attention_heads = len(heads)
@@ -626,8 +567,8 @@ def prune_ffns(model: nn.Module, amount: float, norm: str) -> int:
         index = _top(unit_importance(scores, 0, norm), keep)
         removed += up.out_features - keep
         with torch.no_grad():
-            slice_outputs(up, index)
-            slice_inputs(down, index)
+            _slice(up, index, 0)
+            _slice(down, index, 1)
     sizes = {up.out_features for up, _ in ffn_blocks(model)}
     config: Any = getattr(model, "config", None)
     if removed and len(sizes) == 1 and hasattr(config, "intermediate_size"):

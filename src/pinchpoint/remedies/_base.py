@@ -12,6 +12,7 @@ handlers import torch when they run.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -25,10 +26,15 @@ if TYPE_CHECKING:
 __all__ = [
     "RemedyConfig",
     "apply",
+    "bool_setting",
+    "capability_number",
     "clone_workload",
     "config_from_dict",
+    "finite",
     "handler",
+    "int_setting",
     "registered",
+    "whole",
 ]
 
 C = TypeVar("C", bound="RemedyConfig")
@@ -92,6 +98,40 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_jsonable(v) for v in value]
     return value
+
+
+def whole(value: Any, least: int) -> bool:
+    """Whether ``value`` is an int (not a bool) of at least ``least``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def finite(value: Any) -> bool:
+    """Whether ``value`` is a finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def int_setting(owner: str, name: str, value: Any, minimum: int) -> None:
+    """Raise ``ValueError`` unless setting ``name`` of ``owner`` is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{owner}: {name} must be an integer, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"{owner}: {name} must be at least {minimum}, not {value}")
+
+
+def bool_setting(owner: str, name: str, value: Any) -> None:
+    """Raise ``ValueError`` unless the setting ``owner.name`` is True, False or None."""
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{owner}: {name} must be True, False or None, not {value!r}")
+
+
+def capability_number(machine: Machine) -> float | None:
+    """The GPU's compute capability as a number (8.0 for "8.0"), or None without a GPU."""
+    if not machine.gpu:
+        return None
+    try:
+        return float(str(machine.gpu.get("capability", "")))
+    except ValueError:
+        return None
 
 
 _REGISTRY: dict[str, tuple[type[RemedyConfig], Handler]] = {}

@@ -10,12 +10,11 @@ without gradients, and the caller's model is never changed (its train/eval flags
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pinchpoint.errors import WorkloadError
-from pinchpoint.remedies._base import RemedyConfig, clone_workload, handler
+from pinchpoint.remedies._base import RemedyConfig, clone_workload, finite, handler, whole
 from pinchpoint.workload import Mode, Workload, call_model
 
 if TYPE_CHECKING:
@@ -70,32 +69,24 @@ class Distill(RemedyConfig):
     seed: int = 0
 
     def validate(self) -> None:
-        if not _number(self.width) or not 0 < self.width <= 1:
+        if not finite(self.width) or not 0 < self.width <= 1:
             raise ValueError(f"distill width must be in (0, 1], not {self.width!r}")
-        if self.layers is not None and not _whole(self.layers, 1):
+        if self.layers is not None and not whole(self.layers, 1):
             raise ValueError(
                 f"distill layers must be a whole number >= 1 or None, not {self.layers!r}"
             )
         if self.width == 1 and self.layers is None:
             raise ValueError("distill with width=1 and no layers would train a copy of the teacher")
-        if not _number(self.temperature) or not self.temperature > 0:
+        if not finite(self.temperature) or not self.temperature > 0:
             raise ValueError(f"distill temperature must be positive, not {self.temperature!r}")
-        if not _number(self.alpha) or not 0 <= self.alpha <= 1:
+        if not finite(self.alpha) or not 0 <= self.alpha <= 1:
             raise ValueError(f"distill alpha must be in [0, 1], not {self.alpha!r}")
-        if not _whole(self.steps, 1):
+        if not whole(self.steps, 1):
             raise ValueError(f"distill steps must be a whole number >= 1, not {self.steps!r}")
-        if not _number(self.lr) or not self.lr > 0:
+        if not finite(self.lr) or not self.lr > 0:
             raise ValueError(f"distill lr must be positive, not {self.lr!r}")
-        if not _whole(self.seed, 0):
+        if not whole(self.seed, 0):
             raise ValueError(f"distill seed must be a whole number >= 0, not {self.seed!r}")
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _whole(value: Any, least: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 def build_student(teacher: Any, width: float, layers: int | None) -> Any:

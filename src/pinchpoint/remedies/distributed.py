@@ -29,7 +29,14 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pinchpoint.remedies._base import RemedyConfig, clone_workload, handler
+from pinchpoint.remedies._base import (
+    RemedyConfig,
+    bool_setting,
+    capability_number,
+    clone_workload,
+    handler,
+    int_setting,
+)
 from pinchpoint.workload import Mode, Workload
 
 if TYPE_CHECKING:
@@ -91,11 +98,7 @@ class DDPBuckets(RemedyConfig):
             raise ValueError(f"DDPBuckets: bucket_cap_mb must be a number, not {size!r}")
         if not (math.isfinite(size) and size > 0):
             raise ValueError(f"DDPBuckets: bucket_cap_mb must be positive and finite, not {size}")
-        view = self.gradient_as_bucket_view
-        if view is not None and not isinstance(view, bool):
-            raise ValueError(
-                f"DDPBuckets: gradient_as_bucket_view must be True, False or None, not {view!r}"
-            )
+        bool_setting("DDPBuckets", "gradient_as_bucket_view", self.gradient_as_bucket_view)
 
 
 @handler(DDPBuckets)
@@ -144,13 +147,8 @@ class GradCompression(RemedyConfig):
             raise ValueError(f"GradCompression: dtype must be 'fp16' or 'bf16', not {self.dtype!r}")
 
     def gate(self, machine: Machine) -> str | None:
-        if self.dtype != "bf16" or not machine.gpu:
-            return None
-        try:
-            capability = float(str(machine.gpu.get("capability", "")))
-        except ValueError:
-            return None
-        if capability < 8.0:
+        capability = capability_number(machine)
+        if self.dtype == "bf16" and capability is not None and capability < 8.0:
             return f"bf16 runs natively from compute capability 8.0; this GPU has {capability}"
         return None
 
@@ -187,11 +185,7 @@ class NoSyncAccumulation(RemedyConfig):
     steps: int = 4
 
     def validate(self) -> None:
-        steps = self.steps
-        if isinstance(steps, bool) or not isinstance(steps, int):
-            raise ValueError(f"NoSyncAccumulation: steps must be an integer, not {steps!r}")
-        if steps < 2:
-            raise ValueError(f"NoSyncAccumulation: steps must be at least 2, not {steps}")
+        int_setting("NoSyncAccumulation", "steps", self.steps, 2)
 
 
 @handler(NoSyncAccumulation)
@@ -229,11 +223,7 @@ class PerRankBatch(RemedyConfig):
     scale_lr: bool = True
 
     def validate(self) -> None:
-        factor = self.factor
-        if isinstance(factor, bool) or not isinstance(factor, int):
-            raise ValueError(f"PerRankBatch: factor must be an integer, not {factor!r}")
-        if factor < 2:
-            raise ValueError(f"PerRankBatch: factor must be at least 2, not {factor}")
+        int_setting("PerRankBatch", "factor", self.factor, 2)
         if not isinstance(self.scale_lr, bool):
             raise ValueError(f"PerRankBatch: scale_lr must be True or False, not {self.scale_lr!r}")
 
@@ -291,9 +281,9 @@ def _rebatched(workload: Workload, size: int) -> Any:
         from pinchpoint.remedies.runtime import rebatch
 
         return rebatch(workload.data, size, workload.name)
-    from torch.utils.data import DataLoader, IterableDataset
+    from torch.utils.data import IterableDataset
 
-    from pinchpoint.remedies.training import cloned_generator, copied_sampler
+    from pinchpoint.remedies.training import loader_like
 
     loader = workload.data
     if isinstance(loader.dataset, IterableDataset) or loader.batch_size is None:
@@ -302,22 +292,4 @@ def _rebatched(workload: Workload, size: int) -> Any:
             f"dataset; the DataLoader of workload {workload.name!r} has "
             + ("an iterable dataset" if loader.batch_size is not None else "a batch sampler")
         )
-    generators: dict[int, Any] = {}
-    workers = loader.num_workers
-    return DataLoader(
-        loader.dataset,
-        batch_size=size,
-        sampler=copied_sampler(loader.sampler, generators),
-        drop_last=loader.drop_last,
-        num_workers=workers,
-        collate_fn=loader.collate_fn,
-        pin_memory=loader.pin_memory,
-        timeout=loader.timeout,
-        worker_init_fn=loader.worker_init_fn,
-        multiprocessing_context=loader.multiprocessing_context if workers else None,
-        generator=cloned_generator(loader.generator, generators),
-        prefetch_factor=loader.prefetch_factor if workers else None,
-        persistent_workers=loader.persistent_workers if workers else False,
-        pin_memory_device=loader.pin_memory_device,
-        in_order=loader.in_order,
-    )
+    return loader_like(loader, size)

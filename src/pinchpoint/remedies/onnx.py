@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pinchpoint.errors import WorkloadError
-from pinchpoint.remedies._base import RemedyConfig, clone_workload, handler
+from pinchpoint.remedies._base import RemedyConfig, clone_workload, handler, whole
 from pinchpoint.remedies.precision import cpu_has_any
 from pinchpoint.workload import Mode, Workload
 
@@ -76,9 +76,7 @@ class OnnxRuntime(RemedyConfig):
             )
         for setting, low in (("threads", 1), ("opset", _MIN_OPSET)):
             value = getattr(self, setting)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < low
-            ):
+            if value is not None and not whole(value, low):
                 raise ValueError(
                     f"onnx_runtime {setting} must be None or an integer >= {low}, not {value!r}"
                 )
@@ -125,8 +123,8 @@ def _onnx_runtime(workload: Workload, config: OnnxRuntime) -> Workload:
     with tempfile.TemporaryDirectory(prefix="pinchpoint-export-") as folder:
         path = os.path.join(folder, "model.onnx")
         _export(PositionalCall(model, kind, names), tensors, names, path, config, workload.name)
-        module = OnnxModule(
-            path,
+        graph = functools.partial(
+            OnnxModule,
             kind=kind,
             names=names,
             dtypes=[tensor.dtype for tensor in tensors],
@@ -134,19 +132,12 @@ def _onnx_runtime(workload: Workload, config: OnnxRuntime) -> Workload:
             constants=constants,
             threads=threads,
         )
+        module = graph(path)
         _check_export(module, batch, expected, workload.name)
         if config.quantize == "int8":
             quantized = os.path.join(folder, "model.int8.onnx")
             _quantize_int8(path, quantized)
-            module = OnnxModule(
-                quantized,
-                kind=kind,
-                names=names,
-                dtypes=module.dtypes,
-                spec=spec,
-                constants=constants,
-                threads=threads,
-            )
+            module = graph(quantized)
     module.train(False)
     return dataclasses.replace(workload, model=module)
 

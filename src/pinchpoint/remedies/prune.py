@@ -9,11 +9,17 @@ the dense model smaller and faster; ``magnitude`` only makes zeros.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pinchpoint.remedies._base import RemedyConfig, clone_workload, handler, rebind_optimizer
+from pinchpoint.remedies._base import (
+    RemedyConfig,
+    clone_workload,
+    finite,
+    handler,
+    rebind_optimizer,
+    whole,
+)
 from pinchpoint.workload import Mode, Workload
 
 if TYPE_CHECKING:
@@ -77,17 +83,13 @@ class Prune(RemedyConfig):
             raise ValueError(
                 f"prune method must be one of {', '.join(METHODS)}, not {self.method!r}"
             )
-        if not _number(self.amount) or not 0 < self.amount < 1:
+        if not finite(self.amount) or not 0 < self.amount < 1:
             raise ValueError(f"prune amount must be between 0 and 1 (exclusive), not {self.amount}")
-        if (
-            isinstance(self.finetune_steps, bool)
-            or not isinstance(self.finetune_steps, int)
-            or self.finetune_steps < 0
-        ):
+        if not whole(self.finetune_steps, 0):
             raise ValueError(
                 f"prune finetune_steps must be a whole number >= 0, not {self.finetune_steps!r}"
             )
-        if self.lr is not None and (not _number(self.lr) or not self.lr > 0):
+        if self.lr is not None and (not finite(self.lr) or not self.lr > 0):
             raise ValueError(f"prune lr must be a positive number or None, not {self.lr!r}")
         from pinchpoint.remedies._surgery import NORMS
 
@@ -103,10 +105,6 @@ class Prune(RemedyConfig):
                 "the original (it is smaller only once compressed)"
             )
         return None
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @handler(Prune)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pinchpoint.errors import WorkloadError
-from pinchpoint.remedies._base import RemedyConfig, clone_workload, handler
+from pinchpoint.remedies._base import RemedyConfig, clone_workload, handler, whole
 from pinchpoint.workload import Mode, Workload, call_model
 
 if TYPE_CHECKING:
@@ -65,11 +65,7 @@ class SmoothQuant(RemedyConfig):
             or not 0.0 <= self.alpha <= 1.0
         ):
             raise ValueError(f"smooth_quant alpha must be None or in [0, 1], not {self.alpha!r}")
-        if (
-            isinstance(self.calibration_batches, bool)
-            or not isinstance(self.calibration_batches, int)
-            or self.calibration_batches < 1
-        ):
+        if not whole(self.calibration_batches, 1):
             raise ValueError(
                 "smooth_quant calibration_batches must be a whole number >= 1, "
                 f"not {self.calibration_batches!r}"

@@ -26,7 +26,15 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pinchpoint.remedies._base import RemedyConfig, clone_workload, handler, rebind_optimizer
+from pinchpoint.remedies._base import (
+    RemedyConfig,
+    bool_setting,
+    capability_number,
+    clone_workload,
+    handler,
+    int_setting,
+    rebind_optimizer,
+)
 from pinchpoint.workload import AUTOCAST_DTYPES, Mode, Workload
 
 if TYPE_CHECKING:
@@ -54,32 +62,10 @@ LR_SCHEDULES = ("cosine", "exponential", "constant")
 # Checks the configs share
 
 
-def _int_setting(owner: str, name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{owner}: {name} must be an integer, not {value!r}")
-    if value < minimum:
-        raise ValueError(f"{owner}: {name} must be at least {minimum}, not {value}")
-
-
-def _bool_setting(owner: str, name: str, value: Any) -> None:
-    if value is not None and not isinstance(value, bool):
-        raise ValueError(f"{owner}: {name} must be True, False or None, not {value!r}")
-
-
 def _number(owner: str, name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise ValueError(f"{owner}: {name} must be a number, not {value!r}")
     return float(value)
-
-
-def _capability(machine: Machine) -> float | None:
-    """The GPU's compute capability as a number (8.0 for "8.0"), or None without a GPU."""
-    if not machine.gpu:
-        return None
-    try:
-        return float(str(machine.gpu.get("capability", "")))
-    except ValueError:
-        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,11 +114,11 @@ class DataLoaderSettings(RemedyConfig):
                 "or persistent_workers"
             )
         if self.num_workers is not None:
-            _int_setting(owner, "num_workers", self.num_workers, 0)
+            int_setting(owner, "num_workers", self.num_workers, 0)
         if self.prefetch_factor is not None:
-            _int_setting(owner, "prefetch_factor", self.prefetch_factor, 1)
-        _bool_setting(owner, "pin_memory", self.pin_memory)
-        _bool_setting(owner, "persistent_workers", self.persistent_workers)
+            int_setting(owner, "prefetch_factor", self.prefetch_factor, 1)
+        bool_setting(owner, "pin_memory", self.pin_memory)
+        bool_setting(owner, "persistent_workers", self.persistent_workers)
         if self.num_workers == 0 and self.prefetch_factor is not None:
             raise ValueError(f"{owner}: prefetch_factor needs workers, and num_workers is 0")
         if self.num_workers == 0 and self.persistent_workers:
@@ -171,8 +157,6 @@ def _describe(value: Any) -> str:
 
 def _rebuilt_loader(name: str, loader: Any, config: DataLoaderSettings) -> Any:
     """A DataLoader like ``loader`` with ``config``'s settings, sharing no random state."""
-    from torch.utils.data import DataLoader, IterableDataset
-
     workers = loader.num_workers if config.num_workers is None else config.num_workers
     prefetch = loader.prefetch_factor if config.prefetch_factor is None else config.prefetch_factor
     persistent = (
@@ -187,15 +171,30 @@ def _rebuilt_loader(name: str, loader: Any, config: DataLoaderSettings) -> Any:
                 "(num_workers=0), so prefetch_factor and persistent_workers need num_workers too"
             )
         prefetch, persistent = None, False
+    return loader_like(
+        loader,
+        num_workers=workers,
+        pin_memory=loader.pin_memory if config.pin_memory is None else config.pin_memory,
+        prefetch_factor=prefetch,
+        persistent_workers=persistent,
+    )
+
+
+def loader_like(loader: Any, batch_size: int | None = None, **changes: Any) -> Any:
+    """A DataLoader over ``loader``'s dataset with its settings but ``changes`` (and
+    ``batch_size`` where given), sharing no random state with it."""
+    from torch.utils.data import DataLoader, IterableDataset
+
     # The copies take clones of the loader's generators, so iterating the new loader neither
     # advances the caller's nor draws different batches from the ones the caller's would.
     generators: dict[int, Any] = {}
+    size = loader.batch_size if batch_size is None else batch_size
     batching: dict[str, Any]
     if isinstance(loader.dataset, IterableDataset):
-        batching = {"batch_size": loader.batch_size, "drop_last": loader.drop_last}
+        batching = {"batch_size": size, "drop_last": loader.drop_last}
     elif loader.batch_size is not None:
         batching = {
-            "batch_size": loader.batch_size,
+            "batch_size": size,
             "drop_last": loader.drop_last,
             "sampler": copied_sampler(loader.sampler, generators),
         }
@@ -203,21 +202,20 @@ def _rebuilt_loader(name: str, loader: Any, config: DataLoaderSettings) -> Any:
         batching = {"batch_sampler": copied_sampler(loader.batch_sampler, generators)}
     else:
         batching = {"batch_size": None, "sampler": copied_sampler(loader.sampler, generators)}
-    return DataLoader(
-        loader.dataset,
-        **batching,
-        num_workers=workers,
-        collate_fn=loader.collate_fn,
-        pin_memory=loader.pin_memory if config.pin_memory is None else config.pin_memory,
-        timeout=loader.timeout,
-        worker_init_fn=loader.worker_init_fn,
-        multiprocessing_context=loader.multiprocessing_context,
-        generator=cloned_generator(loader.generator, generators),
-        prefetch_factor=prefetch,
-        persistent_workers=persistent,
-        pin_memory_device=loader.pin_memory_device,
-        in_order=loader.in_order,
-    )
+    settings = {
+        "num_workers": loader.num_workers,
+        "collate_fn": loader.collate_fn,
+        "pin_memory": loader.pin_memory,
+        "timeout": loader.timeout,
+        "worker_init_fn": loader.worker_init_fn,
+        "multiprocessing_context": loader.multiprocessing_context,
+        "generator": cloned_generator(loader.generator, generators),
+        "prefetch_factor": loader.prefetch_factor,
+        "persistent_workers": loader.persistent_workers,
+        "pin_memory_device": loader.pin_memory_device,
+        "in_order": loader.in_order,
+    }
+    return DataLoader(loader.dataset, **batching, **{**settings, **changes})
 
 
 def cloned_generator(generator: Any, clones: dict[int, Any]) -> Any:
@@ -270,8 +268,8 @@ class OptimizerSettings(RemedyConfig):
     fused: bool | None = None
 
     def validate(self) -> None:
-        _bool_setting("OptimizerSettings", "foreach", self.foreach)
-        _bool_setting("OptimizerSettings", "fused", self.fused)
+        bool_setting("OptimizerSettings", "foreach", self.foreach)
+        bool_setting("OptimizerSettings", "fused", self.fused)
         if self.foreach is None and self.fused is None:
             raise ValueError("OptimizerSettings changes nothing: set foreach or fused")
         if self.foreach and self.fused:
@@ -332,7 +330,7 @@ class MixedPrecision(RemedyConfig):
             raise ValueError(f"MixedPrecision: dtype must be 'bf16' or 'fp16', not {self.dtype!r}")
 
     def gate(self, machine: Machine) -> str | None:
-        capability = _capability(machine)
+        capability = capability_number(machine)
         if self.dtype == "fp16":
             if capability is None:
                 return "fp16 is fast only on a GPU with tensor cores, and this machine has none"
@@ -425,8 +423,8 @@ class LRSchedule(RemedyConfig):
         owner = "LRSchedule"
         if self.kind not in LR_SCHEDULES:
             raise ValueError(f"{owner}: kind must be one of {', '.join(LR_SCHEDULES)}")
-        _int_setting(owner, "warmup_steps", self.warmup_steps, 0)
-        _int_setting(owner, "total_steps", self.total_steps, 1)
+        int_setting(owner, "warmup_steps", self.warmup_steps, 0)
+        int_setting(owner, "total_steps", self.total_steps, 1)
         if self.kind == "cosine" and self.warmup_steps >= self.total_steps:
             raise ValueError(
                 f"{owner}: warmup_steps ({self.warmup_steps}) must be fewer than total_steps "
@@ -487,7 +485,7 @@ class GradAccumulation(RemedyConfig):
     steps: int = 4
 
     def validate(self) -> None:
-        _int_setting("GradAccumulation", "steps", self.steps, 2)
+        int_setting("GradAccumulation", "steps", self.steps, 2)
 
 
 @handler(GradAccumulation)

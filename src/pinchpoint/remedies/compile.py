@@ -79,31 +79,27 @@ class Compile(RemedyConfig):
         graphs asked for without a GPU."""
         if self.mode == "reduce-overhead" and not machine.gpu:
             return "reduce-overhead mode uses CUDA graphs, and this machine has no GPU"
-        if self.backend == "inductor" and not machine.gpu and not _c_compiler():
+        compilers = ("c++", "g++", "clang++")
+        if self.backend == "inductor" and not machine.gpu and not any(map(shutil.which, compilers)):
             return "inductor compiles its CPU kernels with a C++ compiler, and none is on PATH"
         return None
 
 
-def _c_compiler() -> str | None:
-    for name in ("c++", "g++", "clang++"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
+def _check_backend(remedy: str, backend: str) -> None:
+    """Raise ``ValueError`` unless ``backend`` is one of torch's compile backends."""
+    import torch
+
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if backend not in known:
+        raise ValueError(f"{remedy} backend {backend!r} is not one of torch's: {', '.join(known)}")
 
 
 @handler(Compile)
 def _compile(workload: Workload, config: Compile) -> Workload:
     """A workload whose model copy compiles with ``config`` on its first call."""
-    import torch
-
     from pinchpoint.remedies._compile_modules import CompiledModule
 
-    known = torch._dynamo.list_backends(exclude_tags=())
-    if config.backend not in known:
-        raise ValueError(
-            f"compile backend {config.backend!r} is not one of torch's: {', '.join(known)}"
-        )
+    _check_backend("compile", config.backend)
     copy = clone_workload(workload)
     wrapper = CompiledModule(
         copy.model,
@@ -175,16 +171,10 @@ def recompilation_candidates() -> list[RemedyConfig]:
 @handler(DynamicShapes)
 def _dynamic_shapes(workload: Workload, config: DynamicShapes) -> Workload:
     """A workload whose compiled modules compile again for symbolic shapes."""
-    import torch
     from torch._dynamo.eval_frame import OptimizedModule
 
     if config.backend is not None:
-        known = torch._dynamo.list_backends(exclude_tags=())
-        if config.backend not in known:
-            raise ValueError(
-                f"dynamic_shapes backend {config.backend!r} is not one of torch's: "
-                f"{', '.join(known)}"
-            )
+        _check_backend("dynamic_shapes", config.backend)
     copy = clone_workload(workload)
     if isinstance(copy.model, OptimizedModule):
         # The new module holds the same parameters, so the rebuilt optimizer still steps them.

@@ -24,8 +24,7 @@ fastest one is the honest estimate of the ceiling. The samples are taken round-r
 dtype, problem size and bandwidth test, so that each quantity sees the quiet moments of a shared
 machine, until no best improves any more or a time budget runs out (a CPU calibration takes 6 to
 12 s on 2 cores). A machine busy for the whole of it still yields low peaks; ``refresh=True``
-measures again. The result is cached as JSON under a key that changes with anything that changes
-the peaks (processor, threads, torch and pinchpoint versions, device).
+measures again. The result is cached as JSON under the key above.
 """
 
 from __future__ import annotations
@@ -248,12 +247,6 @@ def _cache_key(device: str) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _default_cache_dir() -> Path:
-    root = os.environ.get(CACHE_ENV)
-    base = Path(root) if root else Path(platformdirs.user_cache_dir("pinchpoint"))
-    return base / "calibration"
-
-
 def cache_path(device: str = "cpu", cache_dir: Path | None = None) -> Path:
     """The JSON file that holds (or will hold) ``device``'s calibration on this machine.
 
@@ -263,7 +256,9 @@ def cache_path(device: str = "cpu", cache_dir: Path | None = None) -> Path:
     (the key needs its version and thread count).
     """
     dev = _resolve_device(device)
-    folder = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    root = os.environ.get(CACHE_ENV)
+    base = Path(root) if root else Path(platformdirs.user_cache_dir("pinchpoint"))
+    folder = Path(cache_dir) if cache_dir is not None else base / "calibration"
     return folder / f"{dev.replace(':', '')}-{_cache_key(dev)}.json"
 
 
@@ -584,15 +579,6 @@ def _dispatch_seconds(device: str) -> float:
     return statistics.median(samples)
 
 
-def _on_device(device: str) -> Any:
-    """A context that makes ``device`` torch's current CUDA device (a no-op for the CPU)."""
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.device(int(device.split(":")[1]))
-    return contextlib.nullcontext()
-
-
 def calibrate(device: str = "cpu") -> Peaks:
     """Measure ``device``'s peaks now (a few seconds to about fifteen), without the cache.
 
@@ -608,8 +594,10 @@ def calibrate(device: str = "cpu") -> Peaks:
     cuda = dev.startswith("cuda")
     clock: _Clock = _CudaClock() if cuda else _Clock()
     dtypes = _native_dtypes(dev)
-    # No autograd bookkeeping: these are the kernels' rates, not a training step's.
-    with torch.no_grad(), _on_device(dev):
+    # No autograd bookkeeping: these are the kernels' rates, not a training step's. On CUDA,
+    # ``dev`` is the current device throughout.
+    current = torch.cuda.device(int(dev.split(":")[1])) if cuda else contextlib.nullcontext()
+    with torch.no_grad(), current:
         groups: dict[str, list[_Job]] = {}
         for dtype in dtypes:
             try:

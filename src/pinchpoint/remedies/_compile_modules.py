@@ -79,9 +79,7 @@ class CompiledModule(nn.Module):
             self._compiled = compiled
         # The first call compiles, and inductor's modules warn about deprecations on import.
         quiet = quiet_warnings(DeprecationWarning, FutureWarning) if first_call else nullcontext()
-        options = {"freezing": True} if self.freezing else {}
-        if self.cpp_wrapper:
-            options["cpp_wrapper"] = True
+        options = {name: True for name in ("freezing", "cpp_wrapper") if getattr(self, name)}
         import torch._dynamo.config as dynamo_config
 
         # A graph break inside a repeated block (a transformer layer) resumes in a frame whose

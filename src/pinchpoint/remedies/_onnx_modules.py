@@ -106,8 +106,7 @@ class OnnxModule(nn.Module):
         if self.kind == "kwargs":
             bound = dict(zip(self.names, args, strict=False))
             bound.update(kwargs)
-            missing = [name for name in self.names if name not in bound]
-            if missing or len(bound) != len(self.names):
+            if set(bound) != set(self.names):
                 raise TypeError(
                     f"the ONNX model takes {', '.join(self.names)}; got {', '.join(bound)}"
                 )

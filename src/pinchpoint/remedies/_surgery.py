@@ -352,21 +352,15 @@ def _follow(
                     plan.blocks.append((str(user.target), module.in_features // channels))
                 else:
                     return None
-            elif user.op == "call_function":
-                if not _only_input(user, value) and not _flatten_from_dim_one(user):
-                    return None
-                if user.target in activation_functions or (
-                    user.target in pool_functions and where == "first"
-                ):
-                    pending.append((user, where))
-                elif _flatten_from_dim_one(user) and where == "first" and user.args[0] is value:
-                    pending.append((user, "blocks"))
-                else:
-                    return None
-            elif user.op == "call_method":
+            elif user.op in ("call_function", "call_method"):
                 if _flatten_from_dim_one(user) and where == "first" and user.args[0] is value:
                     pending.append((user, "blocks"))
-                elif user.target in _ELEMENTWISE_METHODS and _only_input(user, value):
+                elif _only_input(user, value) and (
+                    # Method targets are names, function targets functions: no set holds both.
+                    user.target in _ELEMENTWISE_METHODS
+                    or user.target in activation_functions
+                    or (user.target in pool_functions and where == "first")
+                ):
                     pending.append((user, where))
                 else:
                     return None

@@ -96,7 +96,6 @@ def _check_backend(remedy: str, backend: str) -> None:
 
 @handler(Compile)
 def _compile(workload: Workload, config: Compile) -> Workload:
-    """A workload whose model copy compiles with ``config`` on its first call."""
     from pinchpoint.remedies._compile_modules import CompiledModule
 
     _check_backend("compile", config.backend)
@@ -170,7 +169,6 @@ def recompilation_candidates() -> list[RemedyConfig]:
 
 @handler(DynamicShapes)
 def _dynamic_shapes(workload: Workload, config: DynamicShapes) -> Workload:
-    """A workload whose compiled modules compile again for symbolic shapes."""
     from torch._dynamo.eval_frame import OptimizedModule
 
     if config.backend is not None:

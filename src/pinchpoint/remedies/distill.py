@@ -213,10 +213,8 @@ def _distill(workload: Workload, config: Distill) -> Workload:
     else:
         optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr)
     train_student(student, teacher, workload, optimizer, config)
-    result_optimizer = None
-    if workload.optimizer is not None:
-        result_optimizer = rebind_optimizer(workload.optimizer, teacher, student)
-    return clone_workload(workload, model=student, optimizer=result_optimizer)
+    # clone_workload rebinds the workload's optimizer (if any) to the student, with no state.
+    return clone_workload(workload, model=student)
 
 
 def train_student(

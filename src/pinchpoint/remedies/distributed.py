@@ -2,17 +2,9 @@
 each rank does between two all-reduces.
 
 All four address ``communication_bound`` (an all-reduce that computation does not hide):
-
-- :class:`DDPBuckets` sets the size of DDP's gradient buckets. Larger buckets mean fewer
-  all-reduces, each paying the collective's fixed latency once; smaller ones start earlier in
-  backward and overlap more of it.
-- :class:`GradCompression` registers a communication hook that casts each bucket to fp16 or
-  bf16 before the all-reduce and back after it: half the bytes on the wire, two casts more.
-- :class:`NoSyncAccumulation` accumulates gradients over several micro-batches and
-  all-reduces once per optimizer step: under DDP, the micro-batches before the last run inside
-  ``model.no_sync()``, so their backward sends nothing.
-- :class:`PerRankBatch` gives each rank a larger batch: the same all-reduce per step is spread
-  over more samples.
+:class:`DDPBuckets` (the gradient bucket size), :class:`GradCompression` (all-reduce in fp16 or
+bf16), :class:`NoSyncAccumulation` (one all-reduce per several micro-batches) and
+:class:`PerRankBatch` (more samples per all-reduce); each class says how.
 
 The first two set the workload's ``ddp`` settings (``bucket_cap_mb``, ``comm_hook``,
 ``gradient_as_bucket_view``), which :func:`pinchpoint.recorders.job.launch` hands to DDP in each

@@ -95,7 +95,6 @@ class OnnxRuntime(RemedyConfig):
 
 @handler(OnnxRuntime)
 def _onnx_runtime(workload: Workload, config: OnnxRuntime) -> Workload:
-    """A workload whose model is the ONNX export of a copy of the model, run by ONNX Runtime."""
     import torch
     from torch.utils import _pytree
 

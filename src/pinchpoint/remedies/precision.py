@@ -102,17 +102,12 @@ class Precision(RemedyConfig):
 
 @handler(Precision)
 def _precision(workload: Workload, config: Precision) -> Workload:
-    """A workload whose model runs in ``config.dtype``, converted or under autocast."""
     import torch
 
     from pinchpoint.remedies._precision_modules import AutocastModule, CastModule
 
     dtype = torch.bfloat16 if config.dtype == "bf16" else torch.float16
     copy = clone_workload(workload)
-    wrapper: torch.nn.Module
-    if config.how == "convert":
-        wrapper = CastModule(copy.model, dtype)
-    else:
-        wrapper = AutocastModule(copy.model, dtype)
+    wrapper = (CastModule if config.how == "convert" else AutocastModule)(copy.model, dtype)
     wrapper.train(copy.model.training)
     return dataclasses.replace(copy, model=wrapper)

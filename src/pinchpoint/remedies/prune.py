@@ -135,10 +135,7 @@ def _prune(workload: Workload, config: Prune) -> Workload:
             with torch.no_grad():
                 for module in masked:
                     torch.nn.utils.prune.remove(module, "weight")
-    optimizer = None
-    if workload.optimizer is not None:
-        optimizer = rebind_optimizer(workload.optimizer, workload.model, model)
-    return clone_workload(workload, model=model, optimizer=optimizer)
+    return clone_workload(workload, model=model)
 
 
 def _finetune_from_original(model: Any, workload: Workload, config: Prune) -> None:

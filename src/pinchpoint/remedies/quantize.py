@@ -88,7 +88,6 @@ class Quantize(RemedyConfig):
 
 @handler(Quantize)
 def _quantize(workload: Workload, config: Quantize) -> Workload:
-    """A workload whose model copy is quantized by ``config.method``."""
     copy = clone_workload(workload)
     model = copy.model
     if config.method == "dynamic-int8":

@@ -15,7 +15,6 @@ that does not is judged by the trial: its quality drops.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -55,13 +54,11 @@ class PadToBuckets(RemedyConfig):
 
 @handler(PadToBuckets)
 def _pad_to_buckets(workload: Workload, config: PadToBuckets) -> Workload:
-    """A workload whose batches come padded to bucket lengths."""
     from pinchpoint.remedies._marking import BucketedData, pad_batch_to
     from pinchpoint.workload import is_single_batch
 
-    copy = clone_workload(workload)
     if is_single_batch(workload.data):
         data = pad_batch_to(workload.data, config.multiple, config.dim, config.value)
     else:
         data = BucketedData(workload.data, config.multiple, config.dim, config.value)
-    return dataclasses.replace(copy, data=data)
+    return clone_workload(workload, data=data)

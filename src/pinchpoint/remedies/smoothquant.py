@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -163,11 +162,10 @@ def _quantized(model: Any) -> Any:
     import torch
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    with warnings.catch_warnings():
-        # torch.ao's eager quantization warns that it moves to torchao; it works in 2.13.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", UserWarning)
+    from pinchpoint.remedies._wrap import quiet_warnings
+
+    # torch.ao's eager quantization warns that it moves to torchao; it works in 2.13.
+    with quiet_warnings(DeprecationWarning, FutureWarning, UserWarning):
         return quantize_dynamic(
             model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
         )

@@ -100,15 +100,7 @@ class DataLoaderSettings(RemedyConfig):
 
     def validate(self) -> None:
         owner = "DataLoaderSettings"
-        if all(
-            v is None
-            for v in (
-                self.num_workers,
-                self.pin_memory,
-                self.prefetch_factor,
-                self.persistent_workers,
-            )
-        ):
+        if all(v is None for v in self.settings().values()):
             raise ValueError(
                 f"{owner} changes nothing: set num_workers, pin_memory, prefetch_factor "
                 "or persistent_workers"
@@ -142,42 +134,28 @@ def _dataloader(workload: Workload, config: DataLoaderSettings) -> Workload:
 
     loader = workload.data
     if not isinstance(loader, DataLoader):
+        kind = type(loader)
+        name = (
+            kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
+        )
         raise ValueError(
             f"{config.label()} needs a torch DataLoader, and the data of workload "
-            f"{workload.name!r} is {_describe(loader)}"
+            f"{workload.name!r} is a {name}"
         )
     return clone_workload(workload, data=_rebuilt_loader(workload.name, loader, config))
 
 
-def _describe(value: Any) -> str:
-    kind = type(value)
-    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
-    return f"a {name}"
-
-
 def _rebuilt_loader(name: str, loader: Any, config: DataLoaderSettings) -> Any:
     """A DataLoader like ``loader`` with ``config``'s settings, sharing no random state."""
-    workers = loader.num_workers if config.num_workers is None else config.num_workers
-    prefetch = loader.prefetch_factor if config.prefetch_factor is None else config.prefetch_factor
-    persistent = (
-        loader.persistent_workers
-        if config.persistent_workers is None
-        else config.persistent_workers
-    )
-    if workers == 0:
+    changes = {k: v for k, v in config.settings().items() if v is not None}
+    if changes.get("num_workers", loader.num_workers) == 0:
         if config.prefetch_factor is not None or config.persistent_workers:
             raise ValueError(
                 f"{config.label()}: the DataLoader of workload {name!r} has no workers "
                 "(num_workers=0), so prefetch_factor and persistent_workers need num_workers too"
             )
-        prefetch, persistent = None, False
-    return loader_like(
-        loader,
-        num_workers=workers,
-        pin_memory=loader.pin_memory if config.pin_memory is None else config.pin_memory,
-        prefetch_factor=prefetch,
-        persistent_workers=persistent,
-    )
+        changes.update(prefetch_factor=None, persistent_workers=False)
+    return loader_like(loader, **changes)
 
 
 def loader_like(loader: Any, batch_size: int | None = None, **changes: Any) -> Any:

@@ -448,18 +448,6 @@ def _sysfs_size(text: str) -> int | None:
     return int(digits) * scale if digits.isdigit() and int(digits) > 0 else None
 
 
-def _last_level_cache_bytes() -> int:
-    """The size of the largest CPU cache (Linux sysfs), or 32 MiB where it cannot be read."""
-    largest = 0
-    for index in _SYSFS_CACHE.glob("index*"):
-        try:
-            size = _sysfs_size((index / "size").read_text())
-        except OSError:
-            continue
-        largest = max(largest, size or 0)
-    return largest or 32 * 2**20
-
-
 def _cpu_cache_bytes(threads: int, root: Path = _SYSFS_CACHE) -> dict[str, int]:
     """The L2 and L3 bytes that ``threads`` threads hold together (Linux sysfs), or none.
 
@@ -509,7 +497,9 @@ def _bandwidth_bytes(device: str) -> int:
         size = min(max(4 * l2, 256 * 2**20), 2**30)
     else:
         free = psutil.virtual_memory().available
-        size = min(max(_last_level_cache_bytes(), 128 * 2**20), 512 * 2**20)
+        # The last-level cache (one thread's view: its largest L2 or L3), 32 MiB where unknown.
+        last_level = max(_cpu_cache_bytes(1).values(), default=0) or 32 * 2**20
+        size = min(max(last_level, 128 * 2**20), 512 * 2**20)
     return max(min(size, free // 8), 16 * 2**20)
 
 

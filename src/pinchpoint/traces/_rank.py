@@ -111,6 +111,8 @@ COMMUNICATION_OP = re.compile(
     r"^broadcast|barrier|all_?to_?all)"
 )
 _RANK_IN_NAME = re.compile(r"rank[-_]?(\d+)", re.IGNORECASE)
+#: The categories of host events: operators, annotations and runtime calls.
+_HOST = (CPU_OP, ANNOTATION, RUNTIME)
 
 
 def kernel_kind(name: str, category: int) -> str:
@@ -136,7 +138,7 @@ def summarize_rank(table: EventTable, path: str | Path = "", order: int = 0) -> 
     gpu = _device_summary(table, steps, _launch_times(table), main_thread, issues, launches)
     step_rows = _step_rows(table, steps, gpu)
     distributed = table.distributed
-    kind, device, facts = _device_facts(table, gpu is not None, table.names)
+    kind, device, facts = _device_facts(table, gpu is not None)
     backend = distributed.get("backend") if isinstance(distributed, dict) else None
     source = TraceSource(
         file=str(path),
@@ -195,13 +197,10 @@ def _profiler_steps(table: EventTable) -> list[tuple[int, int, int, int]]:
     ]
     out.sort(key=lambda s: s[1])
     # Keep one span per step number (a step can appear as both an operator and an annotation).
-    seen: set[int] = set()
-    unique = []
+    first: dict[int, tuple[int, int, int, int]] = {}
     for step in out:
-        if step[0] not in seen:
-            seen.add(step[0])
-            unique.append(step)
-    return unique
+        first.setdefault(step[0], step)
+    return list(first.values())
 
 
 def _main_thread(table: EventTable, steps: list[tuple[int, int, int, int]]) -> int | None:
@@ -257,18 +256,15 @@ def _device_summary(
         "launched": launched,
         "kinds": _kinds(table, rows),
     }
-    window = "whole trace"
+    window, kinds = "whole trace", everything_rows["kinds"]
     if len(steps) >= 2:
-        last_start = steps[-1][1]
         # HTA's window: device work launched before the last profiler step began.
-        keep = (launched >= 0) & (launched < last_start)
-        rows, launched, kinds = rows[keep], launched[keep], everything_rows["kinds"][keep]
+        keep = (launched >= 0) & (launched < steps[-1][1])
+        rows, launched, kinds = rows[keep], launched[keep], kinds[keep]
         window = "all profiler steps but the last"
         if rows.size == 0:
             issues.append("no device work was launched before the last profiler step")
             return None
-    else:
-        kinds = everything_rows["kinds"]
     ts = table.ts_ns[rows]
     end = ts + table.dur_ns[rows]
     everything = iv.merge(ts, end)
@@ -430,9 +426,7 @@ def _host_rows(table: EventTable, thread: int | None, lo: int, hi: int) -> npt.N
     """
     order = table.cache.get("host_order")
     if order is None:
-        host = np.flatnonzero(
-            (table.cat == CPU_OP) | (table.cat == ANNOTATION) | (table.cat == RUNTIME)
-        )
+        host = np.flatnonzero(np.isin(table.cat, _HOST))
         order = table.cache["host_order"] = host[np.argsort(table.ts_ns[host], kind="stable")]
         table.cache["host_ts"] = table.ts_ns[order]
     starts = table.cache["host_ts"]
@@ -462,7 +456,7 @@ def _name_mask(table: EventTable, pattern: re.Pattern[str]) -> npt.NDArray[np.bo
     if mask is None:
         host_ids = table.cache.get("host_name_ids")
         if host_ids is None:
-            host = (table.cat == CPU_OP) | (table.cat == ANNOTATION) | (table.cat == RUNTIME)
+            host = np.isin(table.cat, _HOST)
             host_ids = table.cache["host_name_ids"] = distinct(table.name[host]).tolist()
         mask = np.zeros(len(table.names), dtype=bool)
         names = table.names
@@ -609,7 +603,7 @@ def _sync_stats(table: EventTable) -> CallStats:
 
 def _operator_totals(table: EventTable, steps: list[tuple[int, int, int, int]]) -> list[Operator]:
     """Per host operator (by name): calls, self and total seconds, inside the profiler steps."""
-    mask = (table.cat == CPU_OP) | (table.cat == ANNOTATION) | (table.cat == RUNTIME)
+    mask = np.isin(table.cat, _HOST)
     if steps:
         lo, hi = steps[0][1], steps[-1][2]
         mask &= (table.ts_ns >= lo) & (table.ts_ns < hi)
@@ -641,9 +635,7 @@ def _operator_totals(table: EventTable, steps: list[tuple[int, int, int, int]]) 
     return out
 
 
-def _device_facts(
-    table: EventTable, has_gpu: bool, names: list[str]
-) -> tuple[str, str, dict[str, Any] | None]:
+def _device_facts(table: EventTable, has_gpu: bool) -> tuple[str, str, dict[str, Any] | None]:
     """The device kind, the Profile's device name, and its facts (:attr:`Machine.gpu`: name, and
     compute capability and memory where the trace's device properties give them)."""
     if not has_gpu:
@@ -654,7 +646,7 @@ def _device_facts(
         # The most common device id; by value, not bincount: a damaged id can be in the billions.
         ids, counts = np.unique(devices, return_counts=True)
         index = int(ids[counts.argmax()])
-    rocm = any(n.startswith("hip") for n in names[:5000])
+    rocm = any(n.startswith("hip") for n in table.names[:5000])
     facts: dict[str, Any] = {"name": None}
     for props in table.device_properties:
         if props.get("id") == index:

@@ -677,10 +677,7 @@ def _salvage(
             events = _RAW_LIST.decode(raw[: end + 1] + b"]")
         except msgspec.DecodeError:
             continue
-        envelope = None
-        if not is_array:
-            envelope = _metadata_before(head)
-        return envelope, events
+        return (None if is_array else _metadata_before(head)), events
     return None
 
 

@@ -135,7 +135,9 @@ def summarize_rank(table: EventTable, path: str | Path = "", order: int = 0) -> 
     if not steps:
         issues.append("no ProfilerStep spans: no step phases, and the whole trace is one window")
     launches = _launch_stats(table, len(steps))
-    gpu = _device_summary(table, steps, _launch_times(table), main_thread, issues, launches)
+    gpu = _device_summary(
+        table, steps, _by_correlation(table, RUNTIME, table.ts_ns), main_thread, issues, launches
+    )
     step_rows = _step_rows(table, steps, gpu)
     distributed = table.distributed
     kind, device, facts = _device_facts(table, gpu is not None)
@@ -212,18 +214,15 @@ def _main_thread(table: EventTable, steps: list[tuple[int, int, int, int]]) -> i
     return int(np.bincount(host).argmax())
 
 
-def _launch_times(table: EventTable) -> dict[str, npt.NDArray[np.int64]]:
-    """Each host runtime call's start, by correlation id (see :func:`_by_correlation`)."""
-    rows = np.flatnonzero((table.cat == RUNTIME) & (table.correlation >= 0))
-    return _by_correlation(table.correlation[rows], table.ts_ns[rows])
-
-
 def _by_correlation(
-    corr: npt.NDArray[np.int64], values: npt.NDArray[np.int64]
+    table: EventTable, category: int, column: npt.NDArray[np.int64]
 ) -> dict[str, npt.NDArray[np.int64]]:
-    """An index for :func:`_lookup`: ``values`` sorted by their correlation ids."""
+    """An index for :func:`_lookup`: ``column``'s value of each ``category`` event by its
+    correlation id (a host runtime call's start, a device copy's duration)."""
+    rows = np.flatnonzero((table.cat == category) & (table.correlation >= 0))
+    corr = table.correlation[rows]
     order = np.argsort(corr, kind="stable")
-    return {"corr": corr[order], "value": values[order]}
+    return {"corr": corr[order], "value": column[rows][order]}
 
 
 def _lookup(index: dict[str, npt.NDArray[np.int64]], corr: npt.NDArray[np.int64]) -> Any:
@@ -477,7 +476,7 @@ def _step_rows(
     gpu: dict[str, Any] | None,
 ) -> list[Step]:
     out = []
-    copies = _device_copies(table)
+    copies = _by_correlation(table, MEMCPY, table.dur_ns)
     if gpu is not None:
         # Device events by launch time, so each step's are found by binary search.
         by_launch = np.argsort(gpu["launched"], kind="stable")
@@ -555,12 +554,6 @@ def _step_phases(
     out = {phase: ns / 1e9 for (phase, _), ns in zip(claims, taken, strict=False) if ns}
     out["other"] = taken[-1] / 1e9
     return out
-
-
-def _device_copies(table: EventTable) -> dict[str, npt.NDArray[np.int64]]:
-    """Each device-side copy's duration, by correlation id (see :func:`_by_correlation`)."""
-    rows = np.flatnonzero((table.cat == MEMCPY) & (table.correlation >= 0))
-    return _by_correlation(table.correlation[rows], table.dur_ns[rows])
 
 
 def _copy_time(

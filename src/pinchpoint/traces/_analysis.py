@@ -247,7 +247,7 @@ def combine(
     good.sort(key=lambda p: (p.rank, p.trace.file if p.trace else ""))
     issues.extend(_job_issues(good))
     profile = job_profile(good)
-    if len(good) >= 2 and _mixed(issues):
+    if len(good) >= 2 and any("mixed jobs" in i or "different jobs" in i for i in issues):
         issues.append("no straggler test: the files do not come from one job")
     elif len(good) >= 2 and not profile.matched_steps():
         issues.append("no straggler test: the ranks share no profiler step")
@@ -268,7 +268,3 @@ def _job_issues(ranks: list[Profile]) -> list[str]:
     if len(sizes) > 1:
         out.append(f"files from different jobs: world sizes {sorted(sizes)}")
     return out
-
-
-def _mixed(issues: list[str]) -> bool:
-    return any("mixed jobs" in i or "different jobs" in i for i in issues)

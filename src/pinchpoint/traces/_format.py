@@ -29,6 +29,8 @@ __all__ = ["rank_profile", "rank_row", "trace_profile"]
 
 _STEP_KEYS = ("communication_host_s", "backward", "device_busy_s", "device_communication_s")
 _SHARES = ("idle_share", "compute_share", "non_compute_share", "exposed_communication_share")
+#: The device facts (:attr:`Machine.gpu` keys) a row's ``device`` holds, under their row names.
+_FACTS = (("capability", "compute_capability"), ("memory_bytes", "memory_bytes"))
 
 
 def trace_profile(
@@ -96,11 +98,7 @@ def _device(profile: Profile, source: TraceSource) -> dict[str, Any]:
         "index": int(profile.device.partition(":")[2] or 0),
         "name": gpu.get("name"),
     }
-    if "capability" in gpu:
-        out["compute_capability"] = gpu["capability"]
-    if "memory_bytes" in gpu:
-        out["memory_bytes"] = gpu["memory_bytes"]
-    return out
+    return out | {row: gpu[fact] for fact, row in _FACTS if fact in gpu}
 
 
 def _step(step: Step) -> dict[str, Any]:
@@ -165,10 +163,7 @@ def rank_profile(row: Mapping[str, Any]) -> Profile:
     facts = None
     if kind != "cpu":
         facts = {"name": device.get("name")}
-        if "compute_capability" in device:
-            facts["capability"] = device["compute_capability"]
-        if "memory_bytes" in device:
-            facts["memory_bytes"] = device["memory_bytes"]
+        facts |= {fact: device[row] for fact, row in _FACTS if row in device}
     steps = [
         Step(
             index=int(s["index"]),

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import compress
 from pathlib import Path
-from typing import Any, BinaryIO, Union, cast
+from typing import Any, Union, cast
 
 import msgspec
 import numpy as np
@@ -256,7 +256,7 @@ def _stream_file(path: Path) -> EventTable:
     with path.open("rb") as raw:
         if raw.read(2) == b"\x1f\x8b":
             raw.seek(0)
-            with _gzip_reader(raw) as unzipped:
+            with _gzip().GzipFile(fileobj=raw) as unzipped:
                 return _parse_repaired(iter(partial(unzipped.read, _CHUNK_BYTES), b""), [])
         raw.seek(0)
         return _parse_repaired(iter(partial(raw.read, _CHUNK_BYTES), b""), [])
@@ -270,18 +270,18 @@ def _parse_repaired(pieces: Iterable[bytes | memoryview], issues: list[str]) -> 
     return table
 
 
-def _gzip_reader(raw: BinaryIO) -> BinaryIO:
-    """A reader of the decompressed stream: ISA-L's when installed (about twice zlib's speed)."""
+def _gzip() -> Any:
+    """ISA-L's gzip module when installed (about twice zlib's speed), else the standard one."""
     try:
         from isal import igzip
     except ImportError:  # pragma: no cover - isal ships wheels for the usual platforms
-        return cast("BinaryIO", gzip.GzipFile(fileobj=raw))
-    return cast("BinaryIO", igzip.IGzipFile(fileobj=raw))  # type: ignore[no-untyped-call]
+        return gzip
+    return igzip
 
 
 def _gunzip(raw: bytes, path: Path, issues: list[str]) -> bytes:
     try:
-        return _fast_gunzip(raw)
+        return cast(bytes, _gzip().decompress(raw))
     except (EOFError, OSError, zlib.error) as exc:
         # Keep what decompresses: a truncated stream still holds the events written before it.
         decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -293,16 +293,6 @@ def _gunzip(raw: bytes, path: Path, issues: list[str]) -> bytes:
             raise TraceFormatError(f"{path} is a damaged gzip file with nothing readable") from None
         issues.append(f"the gzip stream is truncated or damaged ({exc}); read what arrived whole")
         return data
-
-
-def _fast_gunzip(raw: bytes) -> bytes:
-    """Decompress gzip with ISA-L when installed (about twice zlib's speed), else zlib."""
-    try:
-        from isal import igzip
-    except ImportError:  # pragma: no cover - isal ships wheels for the usual platforms
-        return gzip.decompress(raw)
-    data: bytes = igzip.decompress(raw)  # type: ignore[no-untyped-call]
-    return data
 
 
 def parse_trace_bytes(
@@ -553,7 +543,7 @@ def _array_part(last: bytes) -> bytes:
     try:
         _RAW_LIST.decode(last)
     except msgspec.DecodeError as exc:
-        offset = _error_offset(exc) if isinstance(exc, msgspec.DecodeError) else None
+        offset = _error_offset(exc)
         if offset is not None and _TRAILING in str(exc):
             return last[: _array_end(last, offset)]
         raise _Careful from None
@@ -626,24 +616,26 @@ def _decode_raws(raws: Sequence[msgspec.Raw], columns: _Columns) -> list[Any]:
 def _split(
     raw: bytes, is_array: bool, issues: list[str]
 ) -> tuple[_Envelope | None, list[msgspec.Raw]]:
-    """The top-level metadata and the raw event slices, repairing what can be repaired."""
+    """The top-level metadata and the raw event slices, repairing what can be repaired: on
+    broken JSON, the events before the break, or a one-line error without any."""
     try:
-        return _decode_split_raw(raw, is_array)
+        if is_array:
+            return None, _RAW_LIST.decode(raw)
+        envelope = _ENVELOPE.decode(raw)
     except msgspec.ValidationError as exc:
         raise TraceFormatError(f"not a Kineto trace: {exc}") from None
     except msgspec.DecodeError as exc:
-        return _salvaged(raw, is_array, exc, issues)
-
-
-def _salvaged(
-    raw: bytes, is_array: bool, exc: msgspec.DecodeError, issues: list[str]
-) -> tuple[_Envelope | None, list[msgspec.Raw]]:
-    """The events before the point where the JSON breaks, or a one-line error without any."""
-    salvaged = _salvage(raw, is_array, _error_offset(exc))
-    if salvaged is None:
-        raise TraceFormatError(f"not valid JSON, and no whole event before the break ({exc})")
-    issues.append(f"the JSON is broken or truncated ({exc}); read the events before it")
-    return salvaged
+        salvaged = _salvage(raw, is_array, _error_offset(exc))
+        if salvaged is None:
+            raise TraceFormatError(
+                f"not valid JSON, and no whole event before the break ({exc})"
+            ) from None
+        issues.append(f"the JSON is broken or truncated ({exc}); read the events before it")
+        return salvaged
+    if envelope.traceEvents is None:
+        raise TraceFormatError("not a trace: the JSON object has no 'traceEvents' array")
+    events, envelope.traceEvents = envelope.traceEvents, None
+    return envelope, events
 
 
 _OFFSET = re.compile(r"byte (\d+)")
@@ -653,16 +645,6 @@ def _error_offset(exc: msgspec.DecodeError) -> int | None:
     """Where msgspec says the JSON breaks (``… (byte 1234)``), when it says."""
     match = _OFFSET.search(str(exc))
     return int(match.group(1)) if match else None
-
-
-def _decode_split_raw(raw: bytes, is_array: bool) -> tuple[_Envelope | None, list[msgspec.Raw]]:
-    if is_array:
-        return None, _RAW_LIST.decode(raw)
-    envelope = _ENVELOPE.decode(raw)
-    if envelope.traceEvents is None:
-        raise TraceFormatError("not a trace: the JSON object has no 'traceEvents' array")
-    events, envelope.traceEvents = envelope.traceEvents, None
-    return envelope, events
 
 
 _EVENT_END = re.compile(rb"\}\s*,")
@@ -695,10 +677,7 @@ def _salvage(
             events = _RAW_LIST.decode(raw[: end + 1] + b"]")
         except msgspec.DecodeError:
             continue
-        envelope = None
-        if not is_array:
-            envelope = _metadata_before(head)
-        return envelope, events
+        return (None if is_array else _metadata_before(head)), events
     return None
 
 
@@ -827,12 +806,13 @@ def _coerce(value: Any) -> _Event | None:
     args = value.get("args")
     parsed_args = None
     if isinstance(args, dict):
+        stream, name, labels = args.get("stream"), args.get("name"), args.get("labels")
         parsed_args = _Args(
-            stream=_int_or_str(args.get("stream")),
+            stream=stream if isinstance(stream, str) else _int_or_none(stream),
             correlation=_int_or_none(args.get("correlation")),
             device=_int_or_none(args.get("device")),
-            name=_str_or_none(args.get("name")),
-            labels=_str_or_none(args.get("labels")),
+            name=name if isinstance(name, str) else None,
+            labels=labels if isinstance(labels, str) else None,
         )
     pid, tid = value.get("pid", 0), value.get("tid", 0)
     return _Event(
@@ -848,41 +828,23 @@ def _coerce(value: Any) -> _Event | None:
 
 
 def _float_or_none(value: Any) -> float | None:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
-    if isinstance(value, (int, float)):
+    try:
         return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+    except ValueError:
+        return None
 
 
 def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value):
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) else None
+    try:
         return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _int_or_str(value: Any) -> int | str | None:
-    if isinstance(value, str):
-        return value
-    return _int_or_none(value)
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _id_map() -> defaultdict[Any, int]:

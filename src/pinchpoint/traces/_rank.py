@@ -111,6 +111,8 @@ COMMUNICATION_OP = re.compile(
     r"^broadcast|barrier|all_?to_?all)"
 )
 _RANK_IN_NAME = re.compile(r"rank[-_]?(\d+)", re.IGNORECASE)
+#: The categories of host events: operators, annotations and runtime calls.
+_HOST = (CPU_OP, ANNOTATION, RUNTIME)
 
 
 def kernel_kind(name: str, category: int) -> str:
@@ -133,10 +135,12 @@ def summarize_rank(table: EventTable, path: str | Path = "", order: int = 0) -> 
     if not steps:
         issues.append("no ProfilerStep spans: no step phases, and the whole trace is one window")
     launches = _launch_stats(table, len(steps))
-    gpu = _device_summary(table, steps, _launch_times(table), main_thread, issues, launches)
+    gpu = _device_summary(
+        table, steps, _by_correlation(table, RUNTIME, table.ts_ns), main_thread, issues, launches
+    )
     step_rows = _step_rows(table, steps, gpu)
     distributed = table.distributed
-    kind, device, facts = _device_facts(table, gpu is not None, table.names)
+    kind, device, facts = _device_facts(table, gpu is not None)
     backend = distributed.get("backend") if isinstance(distributed, dict) else None
     source = TraceSource(
         file=str(path),
@@ -195,13 +199,10 @@ def _profiler_steps(table: EventTable) -> list[tuple[int, int, int, int]]:
     ]
     out.sort(key=lambda s: s[1])
     # Keep one span per step number (a step can appear as both an operator and an annotation).
-    seen: set[int] = set()
-    unique = []
+    first: dict[int, tuple[int, int, int, int]] = {}
     for step in out:
-        if step[0] not in seen:
-            seen.add(step[0])
-            unique.append(step)
-    return unique
+        first.setdefault(step[0], step)
+    return list(first.values())
 
 
 def _main_thread(table: EventTable, steps: list[tuple[int, int, int, int]]) -> int | None:
@@ -213,18 +214,15 @@ def _main_thread(table: EventTable, steps: list[tuple[int, int, int, int]]) -> i
     return int(np.bincount(host).argmax())
 
 
-def _launch_times(table: EventTable) -> dict[str, npt.NDArray[np.int64]]:
-    """Each host runtime call's start, by correlation id (see :func:`_by_correlation`)."""
-    rows = np.flatnonzero((table.cat == RUNTIME) & (table.correlation >= 0))
-    return _by_correlation(table.correlation[rows], table.ts_ns[rows])
-
-
 def _by_correlation(
-    corr: npt.NDArray[np.int64], values: npt.NDArray[np.int64]
+    table: EventTable, category: int, column: npt.NDArray[np.int64]
 ) -> dict[str, npt.NDArray[np.int64]]:
-    """An index for :func:`_lookup`: ``values`` sorted by their correlation ids."""
+    """An index for :func:`_lookup`: ``column``'s value of each ``category`` event by its
+    correlation id (a host runtime call's start, a device copy's duration)."""
+    rows = np.flatnonzero((table.cat == category) & (table.correlation >= 0))
+    corr = table.correlation[rows]
     order = np.argsort(corr, kind="stable")
-    return {"corr": corr[order], "value": values[order]}
+    return {"corr": corr[order], "value": column[rows][order]}
 
 
 def _lookup(index: dict[str, npt.NDArray[np.int64]], corr: npt.NDArray[np.int64]) -> Any:
@@ -257,18 +255,15 @@ def _device_summary(
         "launched": launched,
         "kinds": _kinds(table, rows),
     }
-    window = "whole trace"
+    window, kinds = "whole trace", everything_rows["kinds"]
     if len(steps) >= 2:
-        last_start = steps[-1][1]
         # HTA's window: device work launched before the last profiler step began.
-        keep = (launched >= 0) & (launched < last_start)
-        rows, launched, kinds = rows[keep], launched[keep], everything_rows["kinds"][keep]
+        keep = (launched >= 0) & (launched < steps[-1][1])
+        rows, launched, kinds = rows[keep], launched[keep], kinds[keep]
         window = "all profiler steps but the last"
         if rows.size == 0:
             issues.append("no device work was launched before the last profiler step")
             return None
-    else:
-        kinds = everything_rows["kinds"]
     ts = table.ts_ns[rows]
     end = ts + table.dur_ns[rows]
     everything = iv.merge(ts, end)
@@ -430,9 +425,7 @@ def _host_rows(table: EventTable, thread: int | None, lo: int, hi: int) -> npt.N
     """
     order = table.cache.get("host_order")
     if order is None:
-        host = np.flatnonzero(
-            (table.cat == CPU_OP) | (table.cat == ANNOTATION) | (table.cat == RUNTIME)
-        )
+        host = np.flatnonzero(np.isin(table.cat, _HOST))
         order = table.cache["host_order"] = host[np.argsort(table.ts_ns[host], kind="stable")]
         table.cache["host_ts"] = table.ts_ns[order]
     starts = table.cache["host_ts"]
@@ -462,7 +455,7 @@ def _name_mask(table: EventTable, pattern: re.Pattern[str]) -> npt.NDArray[np.bo
     if mask is None:
         host_ids = table.cache.get("host_name_ids")
         if host_ids is None:
-            host = (table.cat == CPU_OP) | (table.cat == ANNOTATION) | (table.cat == RUNTIME)
+            host = np.isin(table.cat, _HOST)
             host_ids = table.cache["host_name_ids"] = distinct(table.name[host]).tolist()
         mask = np.zeros(len(table.names), dtype=bool)
         names = table.names
@@ -483,7 +476,7 @@ def _step_rows(
     gpu: dict[str, Any] | None,
 ) -> list[Step]:
     out = []
-    copies = _device_copies(table)
+    copies = _by_correlation(table, MEMCPY, table.dur_ns)
     if gpu is not None:
         # Device events by launch time, so each step's are found by binary search.
         by_launch = np.argsort(gpu["launched"], kind="stable")
@@ -563,12 +556,6 @@ def _step_phases(
     return out
 
 
-def _device_copies(table: EventTable) -> dict[str, npt.NDArray[np.int64]]:
-    """Each device-side copy's duration, by correlation id (see :func:`_by_correlation`)."""
-    rows = np.flatnonzero((table.cat == MEMCPY) & (table.correlation >= 0))
-    return _by_correlation(table.correlation[rows], table.dur_ns[rows])
-
-
 def _copy_time(
     table: EventTable, rows: npt.NDArray[np.intp], copies: dict[str, npt.NDArray[np.int64]]
 ) -> iv.Intervals:
@@ -609,7 +596,7 @@ def _sync_stats(table: EventTable) -> CallStats:
 
 def _operator_totals(table: EventTable, steps: list[tuple[int, int, int, int]]) -> list[Operator]:
     """Per host operator (by name): calls, self and total seconds, inside the profiler steps."""
-    mask = (table.cat == CPU_OP) | (table.cat == ANNOTATION) | (table.cat == RUNTIME)
+    mask = np.isin(table.cat, _HOST)
     if steps:
         lo, hi = steps[0][1], steps[-1][2]
         mask &= (table.ts_ns >= lo) & (table.ts_ns < hi)
@@ -641,9 +628,7 @@ def _operator_totals(table: EventTable, steps: list[tuple[int, int, int, int]]) 
     return out
 
 
-def _device_facts(
-    table: EventTable, has_gpu: bool, names: list[str]
-) -> tuple[str, str, dict[str, Any] | None]:
+def _device_facts(table: EventTable, has_gpu: bool) -> tuple[str, str, dict[str, Any] | None]:
     """The device kind, the Profile's device name, and its facts (:attr:`Machine.gpu`: name, and
     compute capability and memory where the trace's device properties give them)."""
     if not has_gpu:
@@ -654,7 +639,7 @@ def _device_facts(
         # The most common device id; by value, not bincount: a damaged id can be in the billions.
         ids, counts = np.unique(devices, return_counts=True)
         index = int(ids[counts.argmax()])
-    rocm = any(n.startswith("hip") for n in names[:5000])
+    rocm = any(n.startswith("hip") for n in table.names[:5000])
     facts: dict[str, Any] = {"name": None}
     for props in table.device_properties:
         if props.get("id") == index:

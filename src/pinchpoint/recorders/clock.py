@@ -74,7 +74,7 @@ class CudaClock:
         self._torch.cuda.synchronize(self._device)
 
 
-class FakeClock:
+class FakeClock(PerfClock):
     """A clock that moves only when told to: deterministic phase times for tests."""
 
     def __init__(self, start: float = 0.0) -> None:
@@ -89,11 +89,3 @@ class FakeClock:
 
     def mark(self) -> float:
         return self.t
-
-    @staticmethod
-    def seconds(start: float, end: float) -> float:
-        return end - start
-
-    @staticmethod
-    def wait() -> None:
-        return None

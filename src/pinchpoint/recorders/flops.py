@@ -22,6 +22,7 @@ The counter runs on one sampled step only: a dispatch mode slows every operator 
 from __future__ import annotations
 
 import functools
+import math
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -249,15 +250,8 @@ def bytes_from_shapes(name: str, shapes: list[Any], dtypes: list[str]) -> int | 
     if size is None:
         return None
     a, b = tensors[arity - 2][0], tensors[arity - 1][0]
-    out = [*a[:-1], b[-1]]
-    return size * (sum(_numel(shape) for shape, _ in tensors[:arity]) + _numel(out))
-
-
-def _numel(shape: list[int]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+    out: list[int] = [*a[:-1], b[-1]]
+    return size * (sum(math.prod(shape) for shape, _ in tensors[:arity]) + math.prod(out))
 
 
 def estimate_from_tallies(
@@ -274,7 +268,7 @@ def estimate_from_tallies(
     if not counted or first is None:
         return None, None
     elements = sum(t.first_numel for t in counted)
-    scale = _numel(first) * count / elements
+    scale = math.prod(first) * count / elements
     return (
         int(sum(t.flops for t in counted) * scale),
         int(sum(t.bytes for t in counted) * scale),

@@ -41,8 +41,6 @@ __all__ = ["RANK_FILE", "launch", "merge", "rank_files"]
 
 #: The name of rank N's Profile in an output folder.
 RANK_FILE = "rank-{rank}.json"
-#: The name of the one-line error a failing rank leaves beside it.
-ERROR_FILE = "rank-{rank}.error"
 #: torchrun's and the ranks' combined output, kept in the output folder.
 LOG_FILE = "torchrun.log"
 

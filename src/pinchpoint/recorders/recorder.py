@@ -51,16 +51,11 @@ from typing import Any
 import torch
 
 from pinchpoint._profile import PHASES, FlopCount, ModuleStat, Operator, Profile, Step
-from pinchpoint.machine.facts import (
-    describe_environment,
-    describe_machine,
-)
+from pinchpoint.machine.facts import describe_environment, describe_machine
 from pinchpoint.recorders.clock import Clock, CudaClock, PerfClock
 from pinchpoint.recorders.comm import describe_distributed, timer_for
 from pinchpoint.recorders.compilation import CompileMeter, batch_shapes, is_compiled
-from pinchpoint.recorders.flops import (
-    OpCounter,
-)
+from pinchpoint.recorders.flops import OpCounter
 from pinchpoint.recorders.health import HealthMonitor
 from pinchpoint.recorders.memory import memory_probe, tensor_bytes
 from pinchpoint.recorders.sampling import StderrFilter, fold_profiled_step, sample_plan
@@ -306,13 +301,7 @@ class Recorder:
             handle.remove()
         self._handles.clear()
         self._grad_handles.clear()
-        if self._profiler is not None:
-            self._profiler.stop()
-            self._profiler = None
-        if self._module_timer is not None:
-            self._module_timer.close()
-            self._module_timer = None
-        self._stderr.stop()
+        self._stop_instruments()
 
     def __enter__(self) -> Recorder:
         return self
@@ -343,9 +332,7 @@ class Recorder:
         self._phase = phase
 
     def _current_phase(self) -> str:
-        if self._pending_forward_end is not None:
-            return "other"
-        return self._phase
+        return "other" if self._pending_forward_end is not None else self._phase
 
     def _on_forward_pre(self, module: Any, args: Any) -> None:
         self._mark("forward")
@@ -473,6 +460,9 @@ class Recorder:
             self._counter.stop()
             self._counter = None
         self._eager.close()
+        self._stop_instruments()
+
+    def _stop_instruments(self) -> None:
         if self._profiler is not None:
             self._profiler.stop()
             self._profiler = None

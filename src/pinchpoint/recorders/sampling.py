@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import os
 import sys
 import tempfile
@@ -112,6 +113,7 @@ class ProfiledStep:
     activation_peak: int | None
 
 
+@_gc_paused()
 def fold_profiled_step(
     prof: Any, tallies: Mapping[Any, Any], body_s: float, *, cuda: bool
 ) -> ProfiledStep:
@@ -123,11 +125,6 @@ def fold_profiled_step(
     counter's per-operator tallies of the counted step (empty when none ran), ``body_s`` the
     profiled step's wall time less its data loading.
     """
-    with _gc_paused():
-        return _fold(prof, tallies, body_s, cuda)
-
-
-def _fold(prof: Any, tallies: Mapping[Any, Any], body: float, cuda: bool) -> ProfiledStep:
     cpu = torch.autograd.DeviceType.CPU  # type: ignore[attr-defined]
     host: list[HostEvent] = []
     memory: list[tuple[int, int]] = []
@@ -175,18 +172,14 @@ def _fold(prof: Any, tallies: Mapping[Any, Any], body: float, cuda: bool) -> Pro
     operators.sort(key=lambda o: o.self_s, reverse=True)
     optimizer_ns, optimizer_calls = _optimizer_span(host)
     coverage = {
-        "wall_s": body,
-        "covered_s": min(body, covered_ns(host) / 1e9),
+        "wall_s": body_s,
+        "covered_s": min(body_s, covered_ns(host) / 1e9),
         "optimizer_s": optimizer_ns / 1e9,
         "optimizer_calls": float(optimizer_calls),
     }
     activation_peak = None
     if not cuda and memory:
-        level = peak = 0
-        for _, delta in sorted(memory):
-            level += delta
-            peak = max(peak, level)
-        activation_peak = peak
+        activation_peak = max(itertools.accumulate((d for _, d in sorted(memory)), initial=0))
     return ProfiledStep(operators, coverage, activation_peak)
 
 

@@ -297,21 +297,13 @@ def _try(
     budget: Budget,
     device: str,
     left_s: float,
-    run_trial: TrialRunner | None = None,
+    run_trial: TrialRunner,
 ) -> TrialRecord:
-    from pinchpoint.trials.trial import trial
-
-    run_trial = run_trial or trial
     started = time.perf_counter()
     record = TrialRecord(candidate)
-    try:
+    try:  # a remedy that does not fit this model, or a failed trial: say why, go on
         applied = apply(workload, *candidate.remedies)
-    except Exception as exc:  # a remedy that does not fit this model: say why, go on
-        record.error = f"{type(exc).__name__}: {_one_line(exc)}"
-        record.seconds = time.perf_counter() - started
-        return record
-    _forget_compiled_graphs()
-    try:
+        _forget_compiled_graphs()
         record.trial = run_trial(
             workload,
             applied,

@@ -14,8 +14,8 @@ from pinchpoint.cli.options import (
     err_console,
     guarded,
     load_input,
-    nothing,
     out_console,
+    status,
     write_report,
 )
 
@@ -126,7 +126,7 @@ def calibrate_command(
     from pinchpoint.renderers.terminal import format_evidence
 
     def work() -> None:
-        with err_console().status("calibrating…") if err_console().is_terminal else nothing():
+        with status("calibrating…"):
             peaks, cached = load_or_calibrate(device, refresh=refresh)
         table = Table(box=None, pad_edge=False, show_header=False)
         table.add_column(style="bold")
@@ -173,11 +173,7 @@ def lr_find_command(
 
     def work() -> None:
         workload = load_input(target)
-        with (
-            err_console().status("sweeping learning rates…")
-            if err_console().is_terminal
-            else (nothing())
-        ):
+        with status("sweeping learning rates…"):
             result = lr_find(workload, start_lr=start_lr, end_lr=end_lr, steps=steps, device=device)
         table = Table(
             box=None, pad_edge=False, show_header=True, title="LR range test", title_justify="left"

@@ -24,11 +24,12 @@ from pinchpoint.cli.options import (
     guarded,
     load_input,
     no_blas_threads,
-    nothing,
     out_console,
     parse_size,
     record_ranks,
     record_workload,
+    status,
+    write_outputs,
     write_report,
 )
 
@@ -84,11 +85,7 @@ def profile_command(
         else:
             result = record_workload(load_input(target), steps, warmup, device)
         out_console().print(render_profile(result))
-        if json is not None:
-            written = result.save(json)
-            err_console().print(f"profile written to {written}")
-        if html is not None:
-            write_report(result, html)
+        write_outputs(result, "profile", json, html)
 
     guarded(debug, work)
 
@@ -158,17 +155,10 @@ def diagnose_command(
             loaded = load_input(target, profiles=True)
         if not isinstance(loaded, (Profile, TraceAnalysis)):
             loaded = record_workload(loaded, steps, warmup, device, what="diagnosing")
-        with (
-            err_console().status("calibrating this machine (once)…")
-            if err_console().is_terminal
-            else (nothing())
-        ):
+        with status("calibrating this machine (once)…"):
             result = diagnose(loaded, memory_budget_bytes=budget, name=target)
         out_console().print(render_diagnosis(result))
-        if json is not None:
-            err_console().print(f"diagnosis written to {result.save(json)}")
-        if html is not None:
-            write_report(result, html)
+        write_outputs(result, "diagnosis", json, html)
 
     guarded(debug, work)
 
@@ -228,14 +218,10 @@ def trace_command(
     from pinchpoint.traces import load_trace
 
     def work() -> None:
-        console = err_console()
-        with console.status(f"analysing {path}…") if console.is_terminal else nothing():
+        with status(f"analysing {path}…"):
             analysis = load_trace(path, workers=workers)
         out_console().print(render_trace(analysis))
-        if json is not None:
-            err_console().print(f"trace analysis written to {analysis.save(json)}")
-        if html is not None:
-            write_report(analysis, html)
+        write_outputs(analysis, "trace analysis", json, html)
 
     guarded(debug, work)
 
@@ -278,14 +264,10 @@ def compare_command(
         raise fail(f"--fail-above: {exc}") from None
 
     def work() -> bool:
-        console = err_console()
-        with console.status(f"comparing {a} and {b}…") if console.is_terminal else nothing():
+        with status(f"comparing {a} and {b}…"):
             result = compare(a, b, fail_above=fail_above)
         out_console().print(render_comparison(result))
-        if json is not None:
-            err_console().print(f"comparison written to {result.save(json)}")
-        if html is not None:
-            write_report(result, html)
+        write_outputs(result, "comparison", json, html)
         return result.regression
 
     if guarded(debug, work):
@@ -340,13 +322,8 @@ def scale_command(
         raise fail(f"--nproc: {exc}") from None
 
     def work() -> None:
-        console = err_console()
         runs = len(counts) * repeats
-        with (
-            console.status(f"running {target} {runs} times on {nproc} processes…")
-            if console.is_terminal
-            else nothing()
-        ):
+        with status(f"running {target} {runs} times on {nproc} processes…"):
             result = scale(
                 target,
                 counts,
@@ -359,6 +336,7 @@ def scale_command(
             )
         out_console().print(render_scale(result))
         if json is not None:
-            console.print(f"scaling written to {escape(str(result.save(json)))}", soft_wrap=True)
+            written = escape(str(result.save(json)))
+            err_console().print(f"scaling written to {written}", soft_wrap=True)
 
     guarded(debug, work)

@@ -9,7 +9,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -43,6 +43,8 @@ __all__ = [
     "progress_bar",
     "record_ranks",
     "record_workload",
+    "status",
+    "write_outputs",
     "write_report",
 ]
 
@@ -123,8 +125,7 @@ def load_input(target: str, *, profiles: bool = False) -> Any:
     """The Workload (or, with ``profiles``, a saved Profile) that ``target`` names."""
     from pinchpoint.targets import load_target, load_workload
 
-    console = err_console()
-    with console.status(f"loading {target}…") if console.is_terminal else nothing():
+    with status(f"loading {target}…"):
         return load_target(target) if profiles else load_workload(target)
 
 
@@ -183,6 +184,12 @@ def nothing() -> Iterator[None]:
     yield
 
 
+def status(message: str) -> AbstractContextManager[Any]:
+    """A status line on stderr while the block runs, when stderr is a terminal."""
+    console = err_console()
+    return console.status(message) if console.is_terminal else nothing()
+
+
 Html = Annotated[
     Path | None,
     typer.Option(
@@ -198,6 +205,14 @@ def write_report(result: Any, path: Path) -> None:
 
     written = write_html(Report.build(result), path)
     err_console().print(f"HTML report written to {escape(str(written))}", soft_wrap=True)
+
+
+def write_outputs(result: Any, what: str, json: Path | None, html: Path | None) -> None:
+    """Save ``result`` as JSON and write its HTML report where asked, saying where each went."""
+    if json is not None:
+        err_console().print(f"{what} written to {result.save(json)}")
+    if html is not None:
+        write_report(result, html)
 
 
 Nproc = Annotated[
@@ -255,7 +270,7 @@ def record_ranks(
         f" on each of {nnodes} nodes" if nnodes > 1 else ""
     )
     try:
-        with console.status(f"running {target} on {ranks}…") if console.is_terminal else nothing():
+        with status(f"running {target} on {ranks}…"):
             merged = launch(
                 target,
                 nproc=nproc,

@@ -10,13 +10,12 @@ from pinchpoint.cli.options import (
     Debug,
     Steps,
     app,
-    err_console,
     guarded,
     load_input,
     no_blas_threads,
-    nothing,
     out_console,
     record_workload,
+    status,
 )
 
 __all__ = ["DEMO_TARGETS", "demo_command", "report_command", "zoo_command"]
@@ -104,8 +103,7 @@ def report_command(
     from pinchpoint.report import Report
 
     def work() -> None:
-        console = err_console()
-        with console.status(f"reading {run}…") if console.is_terminal else nothing():
+        with status(f"reading {run}…"):
             report = Report.load(run)
         written = write_html(report, output or _default_report_path(run))
         out_console().print(f"report written to {escape(str(written))}", soft_wrap=True)

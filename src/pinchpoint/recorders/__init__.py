@@ -31,16 +31,10 @@ __all__ = [
 ]
 
 _HOMES: dict[str, str] = {
-    "Clock": "clock",
-    "CudaClock": "clock",
-    "FakeClock": "clock",
-    "PerfClock": "clock",
-    "Recorder": "recorder",
-    "launch": "job",
-    "merge": "job",
-    "move_to_device": "recorder",
-    "profile": "run",
-    "resolve_device": "run",
+    **dict.fromkeys(("Clock", "CudaClock", "FakeClock", "PerfClock"), "clock"),
+    **dict.fromkeys(("Recorder", "move_to_device"), "recorder"),
+    **dict.fromkeys(("launch", "merge"), "job"),
+    **dict.fromkeys(("profile", "resolve_device"), "run"),
     "sample_plan": "sampling",
 }
 

@@ -109,17 +109,10 @@ def shard(data: Any, rank: int, world: int, seed: int = 0) -> tuple[Any, str]:
     return data, "none (one batch, used by every rank)"
 
 
-def _options() -> dict[str, Any]:
-    if len(sys.argv) != 2:
-        raise PinchpointError("usage: python -m pinchpoint.recorders._worker OPTIONS_JSON")
-    options: dict[str, Any] = orjson.loads(sys.argv[1])
-    return options
-
-
 def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, PinchpointError):
-        return " ".join(str(exc).split())
     text = " ".join(str(exc).split())
+    if isinstance(exc, PinchpointError):
+        return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -226,7 +219,9 @@ def main() -> None:
     rank = int(os.environ.get("RANK", "0"))
     out = Path(".")
     try:
-        options = _options()
+        if len(sys.argv) != 2:
+            raise PinchpointError("usage: python -m pinchpoint.recorders._worker OPTIONS_JSON")
+        options: dict[str, Any] = orjson.loads(sys.argv[1])
         out = Path(options["out_dir"])
         run(options)
     except BaseException as exc:

@@ -367,10 +367,8 @@ class Recorder:
     def _on_grad_accumulated(self, param: torch.Tensor) -> None:
         if not self._in_step:
             return
-        if self._phase != "backward":
-            # The output had no hookable tensor (a custom loss path): backward started earlier.
-            self._mark("backward")
-            self._saw_backward = True
+        # The output had no hookable tensor (a custom loss path): backward started earlier.
+        self._on_backward_start(None)
         self._backward_end = self._clock.mark()
         if self._grad_order is not None:
             self._grad_order.append(id(param))

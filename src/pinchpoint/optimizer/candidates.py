@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from pinchpoint.optimizer.result import Candidate, TrialRecord
 from pinchpoint.remedies import RemedyConfig
-from pinchpoint.workload import Workload
+from pinchpoint.workload import Workload, first_batch_size
 
 if TYPE_CHECKING:
     from pinchpoint._profile import Machine
@@ -157,7 +157,7 @@ def _objective_pool(workload: Workload, objective: str) -> list[RemedyConfig]:
         SmoothQuant,
     )
 
-    transformer = _looks_like_transformer(workload.model)
+    transformer = any("attention" in type(m).__name__.lower() for m in workload.model.modules())
     if workload.mode == "train":
         pool: list[RemedyConfig] = [
             OptimizerSettings(fused=True),
@@ -165,7 +165,7 @@ def _objective_pool(workload: Workload, objective: str) -> list[RemedyConfig]:
             MixedPrecision("bf16"),
             Compile(freezing=False),
         ]
-        if _is_dataloader(workload.data):
+        if type(workload.data).__name__ == "DataLoader":
             pool.append(DataLoaderSettings(num_workers=2, persistent_workers=True))
         if workload.log is not None and workload.log_every < LOG_EVERY:
             # Logging less often changes nothing the model learns, so it leads the pool.
@@ -216,24 +216,10 @@ def _objective_pool(workload: Workload, objective: str) -> list[RemedyConfig]:
     if not transformer:
         pool.append(Prune("channels", 0.3, finetune_steps=300))
     if objective == "throughput":
-        size = _batch_size(workload)
+        size = first_batch_size(next(workload.batches()))
         if size is not None:
             pool.append(BatchSize(size * 4))
     return pool
-
-
-def _looks_like_transformer(model: Any) -> bool:
-    return any("attention" in type(m).__name__.lower() for m in model.modules())
-
-
-def _is_dataloader(data: Any) -> bool:
-    return type(data).__name__ == "DataLoader"
-
-
-def _batch_size(workload: Workload) -> int | None:
-    from pinchpoint.workload import first_batch_size
-
-    return first_batch_size(next(workload.batches()))
 
 
 @overload

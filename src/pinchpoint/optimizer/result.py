@@ -240,7 +240,6 @@ def _write_json(path: Path, data: Any) -> Path:
 
 
 def _save_model(model: Any, folder: Path) -> None:
-    import os
     import tempfile
 
     import torch

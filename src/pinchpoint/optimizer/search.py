@@ -142,7 +142,9 @@ def optimize(
     if candidates is None:
         queue = candidates_for(workload, objective, machine, findings, ranks=ranks)
         if nproc is not None:
-            queue = [c for c in queue if _launchable(c)]
+            from pinchpoint.trials.distributed import LAUNCHABLE
+
+            queue = [c for c in queue if all(r.name in LAUNCHABLE for r in c.remedies)]
     else:
         queue = [_as_candidate(c, machine) for c in candidates]
     options = dict(trial_options or {})
@@ -251,12 +253,6 @@ def _diagnose_distributed(target: str, nproc: int, device: str) -> tuple[Diagnos
         raise WorkloadError(f"the run of {target} on {nproc} processes returned no profile")
     ranks = len(profile.ranks) or (profile.distributed.world_size if profile.distributed else 1)
     return diagnose(profile, name=target), ranks
-
-
-def _launchable(candidate: Candidate) -> bool:
-    from pinchpoint.trials.distributed import LAUNCHABLE
-
-    return all(r.name in LAUNCHABLE for r in candidate.remedies)
 
 
 TrialRunner = Callable[..., "Trial"]

@@ -30,7 +30,7 @@ def main() -> None:
     try:
         app(prog_name="pinchpoint")
     except SystemExit as exc:
-        if _reads_files_only(sys.argv[1:]):
+        if _command(sys.argv[1:]) in _FILE_COMMANDS and "--debug" not in sys.argv[1:]:
             _quick_exit(exc.code)
         raise
 
@@ -42,10 +42,6 @@ _FILE_COMMANDS = frozenset({"trace", "compare", "report", "merge"})
 
 def _command(args: list[str]) -> str | None:
     return next((a for a in args if not a.startswith("-")), None)
-
-
-def _reads_files_only(args: list[str]) -> bool:
-    return _command(args) in _FILE_COMMANDS and "--debug" not in args
 
 
 # glibc's mallopt parameters (malloc.h).

@@ -23,8 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from pinchpoint._io import atomic_write_bytes
 from pinchpoint._profile import Machine
 from pinchpoint.codec import FormatError
+from pinchpoint.errors import PinchpointError
 from pinchpoint.remedies import RemedyConfig, config_from_dict
 from pinchpoint.trials.quality import Budget
 from pinchpoint.workload import Workload
@@ -216,8 +220,6 @@ class OptimizeResult:
 def writable_folder(folder: Path) -> Path:
     """The folder a result is saved in, created if needed; a one-line PinchpointError when it
     cannot be."""
-    from pinchpoint.errors import PinchpointError
-
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -230,10 +232,6 @@ def writable_folder(folder: Path) -> Path:
 
 
 def _write_json(path: Path, data: Any) -> Path:
-    import orjson
-
-    from pinchpoint._io import atomic_write_bytes
-
     return atomic_write_bytes(
         path, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
     )
@@ -262,7 +260,5 @@ def _save_model(model: Any, folder: Path) -> None:
 
 def load_remedies(path: str | Path) -> list[RemedyConfig]:
     """The configs a saved ``remedies.json`` lists, to apply them to the original workload."""
-    import orjson
-
     data = orjson.loads(Path(path).read_bytes())
     return [config_from_dict(d) for d in data.get("remedies", [])]

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pinchpoint.errors import WorkloadError
 from pinchpoint.optimizer.candidates import candidates_for, combinations, score
 from pinchpoint.optimizer.result import Candidate, OptimizeResult, TrialRecord, writable_folder
-from pinchpoint.remedies import RemedyConfig, apply
+from pinchpoint.remedies import RemedyConfig, apply, clone_workload
 from pinchpoint.trials.quality import Budget
 from pinchpoint.trials.trial import OBJECTIVES
 from pinchpoint.workload import Workload
@@ -222,8 +222,6 @@ def _diagnose(workload: Workload, device: str) -> Diagnosis:
 
     # Recording moves the model and runs steps: a training workload would learn from them, so
     # the diagnosis runs on a copy and the trials start from the caller's weights.
-    from pinchpoint.remedies import clone_workload
-
     subject = clone_workload(workload) if workload.mode == "train" else copy.copy(workload)
     return diagnose(subject, steps=8, warmup=2, device=device)
 

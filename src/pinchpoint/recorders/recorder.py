@@ -732,8 +732,6 @@ def _rate(optimizer: Any) -> float | None:
 
 
 def _to_float(value: Any) -> float | None:
-    if value is None:
-        return None
     if isinstance(value, torch.Tensor):
         return float(value.detach().float().item()) if value.numel() == 1 else None
     try:

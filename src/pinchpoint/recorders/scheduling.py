@@ -91,11 +91,6 @@ def _affinity() -> frozenset[int]:
         return frozenset(range(os.cpu_count() or 1))
 
 
-def _intra_op_threads() -> int | None:
-    torch = sys.modules.get("torch")
-    return int(torch.get_num_threads()) if torch is not None else None
-
-
 class SchedulingMeter:
     """Sums CPU time and context switches over the measured steps of a run.
 
@@ -125,7 +120,8 @@ class SchedulingMeter:
 
     def begin(self) -> None:
         """Mark the start of a step (the threads in force are read here, inside the run)."""
-        self._threads = _intra_op_threads()
+        torch = sys.modules.get("torch")
+        self._threads = int(torch.get_num_threads()) if torch is not None else None
         self._start = _sample()
         if not self.steps and self._start is not None:
             # Until a measured step has ended, each step may be the span's first.

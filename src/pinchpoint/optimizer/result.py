@@ -95,16 +95,8 @@ class TrialRecord:
             "seconds": self.seconds,
         }
         if self.trial is None:
-            out.update(
-                speedup=None,
-                speedup_ci=None,
-                quality=None,
-                quality_drop=None,
-                size_bytes=None,
-                accepted=False,
-                why=self.why,
-                error=self.error,
-            )
+            out.update(dict.fromkeys(("speedup", "speedup_ci", "quality", "quality_drop")))
+            out.update(size_bytes=None, accepted=False, why=self.why, error=self.error)
             return out
         measured = self.trial.to_dict()
         measured.pop("remedies", None)

@@ -57,14 +57,12 @@ class CudaClock:
 
         self._torch = torch
         self._device = device
-        self._last: Any = None
 
     now = staticmethod(time.perf_counter)
 
     def mark(self) -> Any:
         event = self._torch.cuda.Event(enable_timing=True)
         event.record()
-        self._last = event
         return event
 
     def seconds(self, start: Any, end: Any) -> float:

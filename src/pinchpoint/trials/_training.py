@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pinchpoint._threads import torch_threads
+from pinchpoint.trials._inference import close_batches, synchronizer
 from pinchpoint.workload import Workload, first_batch_size
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ class _Arm:
         self.source: Iterator[Any] | None = None
         self.losses: list[Any] = []
         self.run = TrainRun()
-        self._sync = _synchronizer(device)
+        self._sync = synchronizer(device)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -195,9 +196,7 @@ class _Arm:
     def close(self) -> None:
         """Stop the batch generator (and a DataLoader's workers with it)."""
         if self.source is not None:
-            close = getattr(self.source, "close", None)
-            if callable(close):
-                close()
+            close_batches(self.source)
             self.source = None
 
     def result(self, evaluate: Callable[[Any], float] | None) -> TrainRun:
@@ -263,15 +262,6 @@ def _shares_persistent_loader(baseline: Workload, candidate: Workload) -> bool:
         and bool(getattr(data, "persistent_workers", False))
         and int(getattr(data, "num_workers", 0) or 0) > 0
     )
-
-
-def _synchronizer(device: torch.device) -> Callable[[], None]:
-    """A function that waits for the device's queued work (nothing on a CPU)."""
-    if device.type != "cuda":
-        return lambda: None
-    import torch
-
-    return lambda: torch.cuda.synchronize(device)
 
 
 def matching_state(baseline_model: Any, candidate_model: Any) -> dict[str, Any] | None:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from pinchpoint.errors import WorkloadError
 from pinchpoint.stats import mean, stdev
+from pinchpoint.trials._training import FINAL_LOSS_STEPS
 from pinchpoint.trials.quality import Budget
 from pinchpoint.trials.timing import MIN_PAIRS, speed_from_pairs
 from pinchpoint.workload import Workload
@@ -56,8 +57,6 @@ LAUNCHABLE = frozenset(
     {"ddp_buckets", "grad_compression", "no_sync_accumulation", "grad_accumulation"}
     | {"per_rank_batch"}
 )
-#: The steps at the end of a run whose mean loss is the loss it reached.
-FINAL_LOSS_STEPS = 5
 
 Launcher = Callable[..., "Profile | None"]
 
@@ -298,7 +297,6 @@ def distributed_trial(
     """
     import numpy as np
 
-    from pinchpoint.trials.memory import size_bytes
     from pinchpoint.trials.trial import TrainingComparison, TrialMeasure
 
     if objective not in ("latency", "throughput"):
@@ -374,6 +372,7 @@ def distributed_trial(
         device=_torch_device(device),
     )
     return measure._verdict(
+        baseline,
         candidate,
         speed=speed,
         unit=unit,
@@ -381,10 +380,8 @@ def distributed_trial(
         greater=False,
         quality=comparison.loss_candidate,
         quality_baseline=comparison.loss_baseline,
-        sizes=(size_bytes(baseline.model), size_bytes(candidate.model)),
         memory=(None, None, None),
         samples_per_s=rates,
-        fid=None,
         training=comparison,
         notes=notes,
     )

@@ -128,7 +128,10 @@ def _peak_growth(run: Callable[[], None], device: torch.device) -> tuple[int, st
         run()
         torch.cuda.synchronize(device)
         return max(0, torch.cuda.max_memory_allocated(device) - before), "cuda-max-allocated"
-    _release_free_heap()
+    # Give memory the C allocator holds but does not use back to the system (glibc only).
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
     if _reset_high_water_mark():
         resident = _proc_status("VmRSS")
         run()
@@ -136,13 +139,6 @@ def _peak_growth(run: Callable[[], None], device: torch.device) -> tuple[int, st
         if resident is not None and peak is not None:
             return max(0, peak - resident), "rss-peak"
     return _sampled_growth(run), "rss-sampled"
-
-
-def _release_free_heap() -> None:
-    """Give memory the C allocator holds but does not use back to the system (glibc only)."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 @functools.lru_cache(maxsize=1)

@@ -49,6 +49,7 @@ from pinchpoint.errors import WorkloadError
 from pinchpoint.trials.distributed import (
     Launcher,
     RunWindows,
+    _default_launcher,
     interleaved,
     paired_times,
     run_windows,
@@ -261,10 +262,7 @@ def scale(
         isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
     ):
         raise ValueError(f"threads must be a positive integer, not {threads!r}")
-    if launcher is None:
-        from pinchpoint.recorders.job import launch
-
-        launcher = launch
+    launcher = launcher or _default_launcher()
     per_rank = threads or _default_threads(counts[-1])
     started = time.perf_counter()
     runs: dict[int, list[ScaleRun]] = {n: [] for n in counts}
@@ -352,29 +350,20 @@ def _points(
 ) -> list[ScalePoint]:
     reference = counts[0]
     base = _summary(runs[reference])
-    points = [
-        ScalePoint(
-            nproc=reference,
-            runs=tuple(runs[reference]),
-            global_batch=base[0],
-            step_time_s=base[1],
-            throughput_per_s=base[2],
-            communication_share=base[3],
-            speedup=1.0,
-            efficiency=1.0,
-        )
-    ]
-    for nproc in counts[1:]:
+    points = []
+    for nproc in counts:
         batch, step_s, throughput, share = _summary(runs[nproc])
         factor = nproc / reference
-        if throughput is not None and base[2] is not None:
+        if nproc == reference:
+            speedup = 1.0
+        elif throughput is not None and base[2] is not None:
             speedup = throughput / base[2]
         else:  # batch unknown: assume each rank keeps the reference's per-rank batch
             speedup = factor * base[1] / step_s
         comparison = None
         speedup_ci = efficiency_ci = None
         base_s, cand_s, unit = paired_times(windows[reference], windows[nproc])
-        if len(base_s) >= MIN_PAIRS:
+        if nproc != reference and len(base_s) >= MIN_PAIRS:
             comparison = speed_from_pairs(base_s, cand_s)
             scale_by = factor if unit == "step" else 1.0
             low, high = comparison.speedup_ci

@@ -161,12 +161,7 @@ def compare_speed(
     """
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0, got {warmup}")
-    if rounds < MIN_PAIRS:
-        raise ValueError(f"rounds must be >= {MIN_PAIRS} for a 95 % interval, got {rounds}")
-    if not min_round_s > 0:
-        raise ValueError(f"min_round_s must be positive, got {min_round_s}")
-    if max_time_s is not None and not max_time_s > 0:
-        raise ValueError(f"max_time_s must be positive, got {max_time_s}")
+    check_rounds(rounds, min_round_s, max_time_s)
     if not (baseline_units > 0 and candidate_units > 0):
         raise ValueError("baseline_units and candidate_units must be positive")
     start = time.perf_counter()
@@ -192,6 +187,16 @@ def compare_speed(
         calls=calls,
         warmup=warmup,
     )
+
+
+def check_rounds(rounds: int, min_round_s: float, max_time_s: float | None) -> None:
+    """Raise ``ValueError`` for :func:`compare_speed` round settings out of range."""
+    if rounds < MIN_PAIRS:
+        raise ValueError(f"rounds must be >= {MIN_PAIRS} for a 95 % interval, got {rounds}")
+    if not min_round_s > 0:
+        raise ValueError(f"min_round_s must be positive, got {min_round_s}")
+    if max_time_s is not None and not max_time_s > 0:
+        raise ValueError(f"max_time_s must be positive, got {max_time_s}")
 
 
 def speed_from_pairs(

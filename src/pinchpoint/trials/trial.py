@@ -26,12 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from pinchpoint import codec
 from pinchpoint.errors import PinchpointError, WorkloadError
 from pinchpoint.stats import mean, stdev
-from pinchpoint.trials._inference import (
-    first_batches,
-    infer_arm,
-    repeat,
-    units_of_work,
-)
+from pinchpoint.trials._inference import first_batches, infer_arm, repeat, units_of_work
 from pinchpoint.trials._training import (
     TrainRun,
     matching_state,
@@ -46,6 +41,7 @@ from pinchpoint.trials.quality import Budget, Fidelity, eval_mode, fidelity
 from pinchpoint.trials.timing import (
     MIN_PAIRS,
     SpeedComparison,
+    check_rounds,
     compare_speed,
     speed_from_pairs,
 )
@@ -260,12 +256,7 @@ def trial(
         raise ValueError(f"batches must be >= 1, got {batches}")
     if baseline.mode == "infer":
         # compare_speed checks these too, but here they fail before any model runs.
-        if rounds < MIN_PAIRS:
-            raise ValueError(f"rounds must be >= {MIN_PAIRS} for a 95 % interval, got {rounds}")
-        if not min_round_s > 0:
-            raise ValueError(f"min_round_s must be positive, got {min_round_s}")
-        if max_time_s is not None and not max_time_s > 0:
-            raise ValueError(f"max_time_s must be positive, got {max_time_s}")
+        check_rounds(rounds, min_round_s, max_time_s)
     if baseline.mode == "train":
         if seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {seeds}")
@@ -386,6 +377,7 @@ class TrialMeasure:
             quality_baseline, quality = 1.0, fid.cosine_mean
             metric, greater = "cosine", True
         return self._verdict(
+            baseline,
             candidate,
             speed=speed,
             unit=unit,
@@ -393,11 +385,9 @@ class TrialMeasure:
             greater=greater,
             quality=quality,
             quality_baseline=quality_baseline,
-            sizes=(size_bytes(baseline.model), size_bytes(candidate.model)),
             memory=memory,
             samples_per_s=samples_per_s,
             fid=fid,
-            training=None,
             notes=notes,
         )
 
@@ -465,6 +455,7 @@ class TrialMeasure:
         if unit == "sample":
             notes.append("the arms' batches differ in size: step times are per sample")
         return self._verdict(
+            baseline,
             candidate,
             speed=speed,
             unit=unit,
@@ -472,16 +463,15 @@ class TrialMeasure:
             greater=greater,
             quality=quality,
             quality_baseline=quality_baseline,
-            sizes=(size_bytes(baseline.model), size_bytes(candidate.model)),
             memory=memory,
             samples_per_s=samples_per_s,
-            fid=None,
             training=comparison,
             notes=notes,
         )
 
     def _verdict(
         self,
+        baseline: Workload,
         candidate: Workload,
         *,
         speed: SpeedComparison,
@@ -490,13 +480,13 @@ class TrialMeasure:
         greater: bool,
         quality: float,
         quality_baseline: float,
-        sizes: tuple[int, int],
         memory: tuple[int | None, int | None, str | None],
         samples_per_s: tuple[float, float] | None,
-        fid: Fidelity | None,
-        training: TrainingComparison | None,
         notes: list[str],
+        fid: Fidelity | None = None,
+        training: TrainingComparison | None = None,
     ) -> Trial:
+        sizes = (size_bytes(baseline.model), size_bytes(candidate.model))
         drop = self.budget.drop(quality_baseline, quality, greater)
         gain, gain_text = _gain(self.objective, speed, sizes, memory)
         quality_ok = self.budget.allows(drop)

@@ -16,7 +16,16 @@ from torch.nn import functional
 
 from pinchpoint.workload import Workload
 
-__all__ = ["accuracy", "batches", "classifier", "cross_entropy", "eval_forward", "seeded"]
+__all__ = [
+    "accuracy",
+    "batches",
+    "classifier",
+    "cross_entropy",
+    "eval_forward",
+    "seeded",
+    "shuffled_loader",
+    "stacked_mlp",
+]
 
 _M = TypeVar("_M", bound=nn.Module)
 
@@ -27,6 +36,19 @@ def seeded(seed: int, factory: Callable[[], _M]) -> _M:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return factory()
+
+
+def stacked_mlp(
+    features: int, hidden: tuple[int, ...], classes: int, activation: Callable[[], nn.Module]
+) -> nn.Sequential:
+    """A plain MLP: ``Linear`` then ``activation()`` per hidden width, then a ``Linear`` head."""
+    layers: list[nn.Module] = []
+    width = features
+    for size in hidden:
+        layers += [nn.Linear(width, size), activation()]
+        width = size
+    layers.append(nn.Linear(width, classes))
+    return nn.Sequential(*layers)
 
 
 def batches(
@@ -43,6 +65,23 @@ def batches(
         (x[idx].contiguous(), y[idx].contiguous())
         for idx in order[:full].split(min(batch_size, full))
     ]
+
+
+def shuffled_loader(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, **options: Any
+) -> Any:
+    """A DataLoader shuffling ``(x, y)`` from its own seeded generator, dropping a short last
+    batch unless it would be the only one; ``options`` go to the DataLoader."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    return DataLoader(
+        TensorDataset(x, y),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=len(y) >= batch_size,
+        generator=torch.Generator().manual_seed(seed),
+        **options,
+    )
 
 
 def eval_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -60,6 +60,8 @@ def build(*, seed: int = 0, batch_size: int | None = None, seq_len: int | None =
     """
     import torch
 
+    from pinchpoint.zoo._classify import seeded
+
     transformers = _text.import_transformers()
     batch_size = positive_int(NAME, "batch_size", batch_size, DEFAULT_BATCH_SIZE)
     seq_len = positive_int(NAME, "seq_len", seq_len, DEFAULT_SEQ_LEN)
@@ -69,10 +71,7 @@ def build(*, seed: int = 0, batch_size: int | None = None, seq_len: int | None =
             f"zoo workload {NAME!r}: seq_len must be between 8 and "
             f"{config.max_position_embeddings}, not {seq_len}"
         )
-    # fork_rng restores the caller's global random state after the seeded initialization.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = transformers.BertModel(config).eval()
+    model = seeded(seed, lambda: transformers.BertModel(config).eval())
 
     _, tokenizer = _text.load_minilm(tokenizer_only=True)
     # Passages come from the sentences in their fixed order, so the held-out ones do not depend

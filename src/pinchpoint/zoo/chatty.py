@@ -29,7 +29,7 @@ from torch.nn import functional
 
 from pinchpoint.workload import Workload
 from pinchpoint.zoo import positive_int
-from pinchpoint.zoo._classify import batches, classifier, seeded
+from pinchpoint.zoo._classify import batches, classifier, seeded, stacked_mlp
 from pinchpoint.zoo.planted import teacher_data
 
 __all__ = ["PLANTED_CHATTY", "ChattyLog", "chatty_logging"]
@@ -119,20 +119,7 @@ def chatty_logging(
     generator = torch.Generator().manual_seed(seed)
     train, test = 16 * batch_size, 1024
     x, y = teacher_data(generator, train + test, features, classes)
-    model = seeded(
-        seed,
-        lambda: nn.Sequential(
-            nn.Linear(features, width),
-            nn.ReLU(),
-            nn.Linear(width, width),
-            nn.ReLU(),
-            nn.Linear(width, width),
-            nn.ReLU(),
-            nn.Linear(width, width),
-            nn.ReLU(),
-            nn.Linear(width, classes),
-        ),
-    )
+    model = seeded(seed, lambda: stacked_mlp(features, (width,) * 4, classes, nn.ReLU))
     chatty = ChattyLog(classes)
     workload = classifier(
         name,

@@ -21,7 +21,6 @@ same workload is balanced in one process.
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import torch
@@ -30,7 +29,8 @@ from torch.nn import functional
 
 from pinchpoint.workload import Workload
 from pinchpoint.zoo import positive_int
-from pinchpoint.zoo._classify import accuracy, classifier, seeded
+from pinchpoint.zoo._classify import accuracy, classifier, seeded, shuffled_loader, stacked_mlp
+from pinchpoint.zoo.planted import teacher_data
 
 __all__ = ["DDP_PLANTED", "balanced", "comm_heavy", "slow_rank"]
 
@@ -42,41 +42,6 @@ DDP_PLANTED: dict[str, str] = {
 
 _FEATURES = 64
 _CLASSES = 10
-
-
-def _teacher(
-    generator: torch.Generator, samples: int, features: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gaussian inputs labelled by a random two-layer teacher: learnable, yet not linear."""
-    hidden = 4 * _CLASSES
-    first = torch.randn(features, hidden, generator=generator) / features**0.5
-    second = torch.randn(hidden, _CLASSES, generator=generator) / hidden**0.5
-    x = torch.randn(samples, features, generator=generator)
-    y = (torch.tanh(x @ first) @ second).argmax(dim=1)
-    return x, y
-
-
-def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> Any:
-    """A shuffling DataLoader over ``(x, y)`` with whole batches only."""
-    return torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(x, y),
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
-
-
-def _mlp(seed: int, widths: list[int]) -> nn.Module:
-    def build() -> nn.Module:
-        layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(itertools.pairwise(widths)):
-            layers.append(nn.Linear(a, b))
-            if i < len(widths) - 2:
-                layers.append(nn.ReLU())
-        return nn.Sequential(*layers)
-
-    return seeded(seed, build)
 
 
 def _rank() -> int:
@@ -124,13 +89,13 @@ def balanced(
     channels = positive_int(name, "channels", channels, 16)
     generator = torch.Generator().manual_seed(seed)
     train, test = 16 * batch_size, 512
-    x, y = _teacher(generator, train + test, 3 * 16 * 16)
+    x, y = teacher_data(generator, train + test, 3 * 16 * 16, _CLASSES)
     x = x.view(-1, 3, 16, 16)
     model = _cnn(seed, channels)
     return classifier(
         name,
         model,
-        _loader(x[:train], y[:train], batch_size, seed),
+        shuffled_loader(x[:train], y[:train], batch_size, seed),
         torch.optim.SGD(model.parameters(), lr=0.05),
         (x[train:], y[train:]),
         f"3-conv CNN ({channels}-{2 * channels}-{2 * channels} channels) on 3x16x16 images at "
@@ -167,8 +132,8 @@ def slow_rank(
 
         raise WorkloadError(f"zoo workload {name!r}: slow must be a rank (>= 0), not {slow!r}")
     workload = balanced(seed=seed, batch_size=batch_size)
-    heldout_x, heldout_y = _teacher(
-        torch.Generator().manual_seed(seed + 1), eval_samples, 3 * 16 * 16
+    heldout_x, heldout_y = teacher_data(
+        torch.Generator().manual_seed(seed + 1), eval_samples, 3 * 16 * 16, _CLASSES
     )
     heldout_x = heldout_x.view(-1, 3, 16, 16)
 
@@ -207,12 +172,12 @@ def comm_heavy(
     width = positive_int(name, "width", width, 2048)
     generator = torch.Generator().manual_seed(seed)
     train, test = 64 * batch_size, 512
-    x, y = _teacher(generator, train + test, _FEATURES)
-    model = _mlp(seed, [_FEATURES, width, width, width, _CLASSES])
+    x, y = teacher_data(generator, train + test, _FEATURES, _CLASSES)
+    model = seeded(seed, lambda: stacked_mlp(_FEATURES, (width,) * 3, _CLASSES, nn.ReLU))
     return classifier(
         name,
         model,
-        _loader(x[:train], y[:train], batch_size, seed),
+        shuffled_loader(x[:train], y[:train], batch_size, seed),
         torch.optim.SGD(model.parameters(), lr=0.01),
         (x[train:], y[train:]),
         f"MLP {_FEATURES}-{width}-{width}-{width}-{_CLASSES} at batch {batch_size} per rank: "

@@ -22,10 +22,9 @@ __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LR", "HELDOUT_FRACTION", "build", "mak
 DEFAULT_BATCH_SIZE = 64
 #: AdamW learning rate unless ``lr`` says otherwise.
 DEFAULT_LR = 3e-3
-#: Share of the images held out for evaluation (stratified by digit).
+#: Share of the images held out for evaluation (stratified by digit); the split is fixed, not
+#: seeded by the workload's seed, so every seed is judged on the same images.
 HELDOUT_FRACTION = 0.2
-# The split is fixed, not seeded by the workload's seed: every seed is judged on the same images.
-_SPLIT_SEED = 0
 
 NAME = "digits-cnn"
 
@@ -57,61 +56,21 @@ def build(*, seed: int = 0, batch_size: int | None = None, lr: float = DEFAULT_L
         lr: the AdamW learning rate.
     """
     import torch
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    from torch.utils.data import DataLoader, TensorDataset
 
-    from pinchpoint.zoo._classify import accuracy
+    from pinchpoint.zoo._classify import classifier, seeded, shuffled_loader
+    from pinchpoint.zoo.health import digits_split
 
     batch_size = positive_int(NAME, "batch_size", batch_size, DEFAULT_BATCH_SIZE)
     if not lr > 0:
         raise WorkloadError(f"zoo workload {NAME!r}: lr must be positive, not {lr!r}")
-    digits = load_digits()
-    # Pixels are integers 0..16; dividing by 16 puts them in [0, 1].
-    images = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)
-    labels = torch.tensor(digits.target, dtype=torch.long)
-    train_idx, test_idx = train_test_split(
-        list(range(len(labels))),
-        test_size=HELDOUT_FRACTION,
-        stratify=digits.target,
-        random_state=_SPLIT_SEED,
-    )
-    train_x, train_y = images[train_idx], labels[train_idx]
-    test_x, test_y = images[test_idx], labels[test_idx]
-
-    # fork_rng restores the caller's global random state after the seeded initialization.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = make_model()
-    loader = DataLoader(
-        TensorDataset(train_x, train_y),
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=len(train_y) >= batch_size,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-
-    def loss(model: Any, batch: Any) -> Any:
-        """Cross-entropy of the model's logits on an (images, labels) batch."""
-        x, y = batch
-        return torch.nn.functional.cross_entropy(model(x), y)
-
-    def evaluate(model: Any) -> float:
-        """Accuracy, in [0, 1], on the 360 held-out images."""
-        return accuracy(model, test_x, test_y)
-
-    return Workload(
-        model=model,
-        data=loader,
-        loss=loss,
-        optimizer=optimizer,
-        evaluate=evaluate,
-        name=NAME,
-        metric="accuracy",
-        greater_is_better=True,
-        description=(
-            f"2-conv CNN (40k params) training on scikit-learn's 8x8 digits, batch {batch_size}, "
-            "AdamW; quality = held-out accuracy"
-        ),
+    train_x, train_y, test_x, test_y = digits_split(images=True)
+    model = seeded(seed, make_model)
+    return classifier(
+        NAME,
+        model,
+        shuffled_loader(train_x, train_y, batch_size, seed),
+        torch.optim.AdamW(model.parameters(), lr=lr),
+        (test_x, test_y),
+        f"2-conv CNN (40k params) training on scikit-learn's 8x8 digits, batch {batch_size}, "
+        "AdamW; quality = held-out accuracy",
     )

@@ -24,10 +24,11 @@ digits (64 pixels scaled to [0, 1]) for every workload but ``saturated-tanh``, w
 breast-cancer set's 30 raw features (values up to a few thousand). The split into training and
 held-out samples is fixed; the training samples are shuffled into batches once, up front, so a
 step costs no loader time. Every builder follows the zoo's contract,
-``build(*, seed=0, batch_size=None)``, and is deterministic for a seed: weights are drawn inside
-``torch.random.fork_rng`` and the batch order from a
-``torch.Generator`` of its own, so building leaves the caller's random state alone. Each
-workload's quality is its held-out accuracy (on the true labels, for ``plateau``).
+``build(*, seed=0, batch_size=None)``: the seed initializes the weights and shuffles the batches
+(the images and the labels apart, for ``plateau``), and batches are of 64 samples by default.
+Each is deterministic for a seed: weights are drawn inside ``torch.random.fork_rng`` and the
+batch order from a ``torch.Generator`` of its own, so building leaves the caller's random state
+alone. Each workload's quality is its held-out accuracy (on the true labels, for ``plateau``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from torch import nn
 
 from pinchpoint.workload import Workload
 from pinchpoint.zoo import positive_int
-from pinchpoint.zoo._classify import batches, classifier, seeded
+from pinchpoint.zoo._classify import batches, classifier, seeded, stacked_mlp
 
 __all__ = [
     "HEALTH_CONTROLS",
@@ -100,26 +101,19 @@ def stratified_split(features: Any, labels: Any) -> _Split:
     return x[train_idx], y[train_idx], x[test_idx], y[test_idx]
 
 
-def digits_split() -> _Split:
-    """scikit-learn's 8x8 digits as 64 pixels in [0, 1]: train x, train y, test x, test y."""
+def digits_split(images: bool = False) -> _Split:
+    """scikit-learn's 8x8 digits in [0, 1]: train x, train y, test x, test y.
+
+    Each sample is 64 pixels, or with ``images`` a (1, 8, 8) image.
+    """
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     # Pixels are integers 0..16; dividing by 16 puts them in [0, 1], as a careful user would.
-    return stratified_split(digits.data / 16.0, digits.target)
-
-
-def stacked_mlp(
-    features: int, hidden: tuple[int, ...], classes: int, activation: Callable[[], nn.Module]
-) -> nn.Sequential:
-    """A plain MLP: ``Linear`` then ``activation()`` per hidden width, then a ``Linear`` head."""
-    layers: list[nn.Module] = []
-    width = features
-    for size in hidden:
-        layers += [nn.Linear(width, size), activation()]
-        width = size
-    layers.append(nn.Linear(width, classes))
-    return nn.Sequential(*layers)
+    if not images:
+        return stratified_split(digits.data / 16.0, digits.target)
+    train_x, train_y, test_x, test_y = stratified_split(digits.images / 16.0, digits.target)
+    return train_x.unsqueeze(1), train_y, test_x.unsqueeze(1), test_y
 
 
 def digits_mlp() -> nn.Sequential:
@@ -134,16 +128,19 @@ def digits_workload(
     model_factory: Callable[[], nn.Module],
     optimizer_factory: Callable[[nn.Module], torch.optim.Optimizer],
     description: str,
+    split: Callable[[], _Split] = digits_split,
+    make_batches: Callable[..., list[tuple[torch.Tensor, torch.Tensor]]] = batches,
 ) -> Workload:
-    """A classifier Workload on the digits: ``model_factory`` seeded, batches of the train split."""
+    """A classifier Workload on ``split`` (the digits): ``model_factory`` seeded, batches of the
+    train split made by ``make_batches``."""
     batch_size = positive_int(name, "batch_size", batch_size, _DEFAULT_BATCH)
-    train_x, train_y, test_x, test_y = digits_split()
+    train_x, train_y, test_x, test_y = split()
     generator = torch.Generator().manual_seed(seed)
     model = seeded(seed, model_factory)
     return classifier(
         name,
         model,
-        batches(train_x, train_y, batch_size, generator),
+        make_batches(train_x, train_y, batch_size, generator),
         optimizer_factory(model),
         (test_x, test_y),
         description,
@@ -160,10 +157,6 @@ def deep_sigmoid(*, seed: int = 0, batch_size: int | None = None) -> Workload:
     more at every layer, so the gradient loses about an order of magnitude per layer on its way
     back: the first layers' gradients are some ten orders of magnitude below the head's and
     those layers never learn.
-
-    Args:
-        seed: initializes the weights and shuffles the batches.
-        batch_size: images per batch (default 64).
     """
     return digits_workload(
         "deep-sigmoid",
@@ -180,20 +173,15 @@ def deep_sigmoid(*, seed: int = 0, batch_size: int | None = None) -> Workload:
 # --- bad-init: exploding_gradients --------------------------------------------------------------
 
 
-def _large_normal_init(model: nn.Module, std: float) -> None:
-    """Draw every Linear weight of ``model`` from N(0, std²), the way ``torch.randn`` would."""
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, std=std)
-
-
 def _bad_init_model() -> nn.Sequential:
     """The ``bad-init`` MLP: 5 hidden ReLU layers 64 wide whose weights have std 1."""
     model = stacked_mlp(64, (64,) * 5, 10, nn.ReLU)
     # The mistake: std 1 where Kaiming's is sqrt(2/64) = 0.18, so every layer multiplies the
     # signal, forward and backward, by about 5.7 instead of 1.
-    _large_normal_init(model, std=1.0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=1.0)
     return model
 
 
@@ -204,10 +192,6 @@ def bad_init(*, seed: int = 0, batch_size: int | None = None) -> Workload:
     the ten thousands, the loss too, and the gradient grows by ~5.7 per layer on its way back to
     the input: every weight's gradient norm is thousands to tens of thousands. SGD at a modest
     1e-4 stays finite, but the steps are huge and erratic.
-
-    Args:
-        seed: initializes the weights and shuffles the batches.
-        batch_size: images per batch (default 64).
     """
     return digits_workload(
         "bad-init",
@@ -230,10 +214,6 @@ def lr_100x(*, seed: int = 0, batch_size: int | None = None) -> Workload:
     every weight by several times its size: the loss leaps from log(10) to tens or hundreds,
     and with most of its ReLUs knocked out the model then hovers near its starting loss, at
     20-30 % held-out accuracy after 500 steps where the healthy run has 96 % after 200.
-
-    Args:
-        seed: initializes the weights and shuffles the batches.
-        batch_size: images per batch (default 64).
     """
     return digits_workload(
         "lr-100x",
@@ -254,10 +234,6 @@ def lr_1000x_low(*, seed: int = 0, batch_size: int | None = None) -> Workload:
 
     Each step moves the weights by about a millionth of their norm, so after hundreds of steps
     the model and its loss are where they started.
-
-    Args:
-        seed: initializes the weights and shuffles the batches.
-        batch_size: images per batch (default 64).
     """
     return digits_workload(
         "lr-1000x-low",
@@ -292,10 +268,6 @@ def dead_relu(*, seed: int = 0, batch_size: int | None = None) -> Workload:
     The pre-activations sit around -0.75 with a spread of a few tenths, so about nine units in
     ten output zero for every input, pass no gradient and stay dead: the model learns with the
     few survivors, a tenth of the capacity it was given.
-
-    Args:
-        seed: initializes the weights and shuffles the batches.
-        batch_size: images per batch (default 64).
     """
     return digits_workload(
         "dead-relu",
@@ -318,28 +290,23 @@ def saturated_tanh(*, seed: int = 0, batch_size: int | None = None) -> Workload:
     hundreds to thousands among them; without a ``StandardScaler`` the first layer's
     pre-activations are in the hundreds, so its tanh outputs are all but exactly +-1 and their
     derivatives zero.
-
-    Args:
-        seed: initializes the weights and shuffles the batches.
-        batch_size: samples per batch (default 64).
     """
     from sklearn.datasets import load_breast_cancer
 
-    name = "saturated-tanh"
-    batch_size = positive_int(name, "batch_size", batch_size, _DEFAULT_BATCH)
-    cancer = load_breast_cancer()
-    # The mistake: the raw features go in as they are, never standardized.
-    train_x, train_y, test_x, test_y = stratified_split(cancer.data, cancer.target)
-    generator = torch.Generator().manual_seed(seed)
-    model = seeded(seed, lambda: stacked_mlp(30, (64,), 2, nn.Tanh))
-    return classifier(
-        name,
-        model,
-        batches(train_x, train_y, batch_size, generator),
-        torch.optim.Adam(model.parameters(), lr=_GOOD_ADAM_LR),
-        (test_x, test_y),
+    def raw_split() -> _Split:
+        cancer = load_breast_cancer()
+        # The mistake: the raw features go in as they are, never standardized.
+        return stratified_split(cancer.data, cancer.target)
+
+    return digits_workload(
+        "saturated-tanh",
+        seed,
+        batch_size,
+        lambda: stacked_mlp(30, (64,), 2, nn.Tanh),
+        lambda model: torch.optim.Adam(model.parameters(), lr=_GOOD_ADAM_LR),
         "breast-cancer MLP 30-64-2 with Tanh fed the raw, unstandardized features (up to "
         "thousands): the tanh units saturate at +-1; quality = held-out accuracy",
+        split=raw_split,
     )
 
 
@@ -375,25 +342,19 @@ def plateau(*, seed: int = 0, batch_size: int | None = None) -> Workload:
     log(10), the entropy of the labels, and the held-out accuracy (on the true labels) at
     chance. The batches of :data:`PLATEAU_EPOCHS` epochs are made up front (about 500 steps)
     and then repeat.
-
-    Args:
-        seed: initializes the weights and shuffles the images and the labels.
-        batch_size: images per batch (default 64).
     """
-    name = "plateau"
-    batch_size = positive_int(name, "batch_size", batch_size, _DEFAULT_BATCH)
-    train_x, train_y, test_x, test_y = digits_split()
-    generator = torch.Generator().manual_seed(seed)
-    model = seeded(seed, digits_mlp)
-    return classifier(
-        name,
-        model,
-        unpaired_batches(train_x, train_y, batch_size, PLATEAU_EPOCHS, generator),
-        torch.optim.Adam(model.parameters(), lr=1e-3),
-        (test_x, test_y),
+    return digits_workload(
+        "plateau",
+        seed,
+        batch_size,
+        digits_mlp,
+        lambda model: torch.optim.Adam(model.parameters(), lr=1e-3),
         "digits MLP 64-128-64-10, Adam lr 1e-3, fed images and labels shuffled by two "
         "independent shuffles: nothing to learn, the loss sits at log(10); "
         "quality = held-out accuracy",
+        make_batches=lambda x, y, size, generator: unpaired_batches(
+            x, y, size, PLATEAU_EPOCHS, generator
+        ),
     )
 
 
@@ -405,10 +366,6 @@ def healthy_mlp(*, seed: int = 0, batch_size: int | None = None) -> Workload:
 
     The control for the planted workloads: it reaches 90 % held-out accuracy within about 200
     steps, its loss falling steadily.
-
-    Args:
-        seed: initializes the weights and shuffles the batches.
-        batch_size: images per batch (default 64).
     """
     return digits_workload(
         "healthy-mlp",

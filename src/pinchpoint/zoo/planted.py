@@ -38,7 +38,14 @@ from torch.nn import functional
 
 from pinchpoint.workload import Workload
 from pinchpoint.zoo import positive_int
-from pinchpoint.zoo._classify import batches, classifier, eval_forward, seeded
+from pinchpoint.zoo._classify import (
+    batches,
+    classifier,
+    eval_forward,
+    seeded,
+    shuffled_loader,
+    stacked_mlp,
+)
 
 __all__ = [
     "ACTIVATION_HOG_BUDGET_BYTES",
@@ -130,29 +137,21 @@ def slow_collate(*, seed: int = 0, batch_size: int | None = None) -> Workload:
         seed: initializes the weights, shuffles the batches and drives the augmentation.
         batch_size: images per batch (default 128).
     """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    from torch.utils.data import DataLoader, TensorDataset
+    from pinchpoint.zoo.health import digits_split
 
     name = "slow-collate"
     batch_size = positive_int(name, "batch_size", batch_size, 128)
-    digits = load_digits()
-    images = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)
-    labels = torch.tensor(digits.target, dtype=torch.long)
     # The split is fixed for every seed so that accuracies compare across seeds.
-    train_idx, test_idx = train_test_split(
-        list(range(len(labels))), test_size=0.2, stratify=digits.target, random_state=0
-    )
+    train_x, train_y, test_x, test_y = digits_split(images=True)
     model = seeded(
         seed,
         lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)),
     )
-    loader = DataLoader(
-        TensorDataset(images[train_idx], labels[train_idx]),
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=len(train_idx) >= batch_size,
-        generator=torch.Generator().manual_seed(seed),
+    loader = shuffled_loader(
+        train_x,
+        train_y,
+        batch_size,
+        seed,
         collate_fn=jitter_collate(random.Random(seed)),
         num_workers=0,
     )
@@ -161,7 +160,7 @@ def slow_collate(*, seed: int = 0, batch_size: int | None = None) -> Workload:
         model,
         loader,
         torch.optim.Adam(model.parameters(), lr=3e-3),
-        (images[test_idx], labels[test_idx]),
+        (test_x, test_y),
         f"digits MLP, batch {batch_size}, whose collate_fn shifts and noises every pixel in a "
         "Python loop in the main process; quality = held-out accuracy",
     )
@@ -248,16 +247,7 @@ def wide_mlp(*, seed: int = 0, batch_size: int | None = None, width: int | None 
     generator = torch.Generator().manual_seed(seed)
     train, test = 8 * batch_size, 1024
     x, y = teacher_data(generator, train + test, features, classes)
-    model = seeded(
-        seed,
-        lambda: nn.Sequential(
-            nn.Linear(features, width),
-            nn.ReLU(),
-            nn.Linear(width, width),
-            nn.ReLU(),
-            nn.Linear(width, classes),
-        ),
-    )
+    model = seeded(seed, lambda: stacked_mlp(features, (width, width), classes, nn.ReLU))
     return classifier(
         name,
         model,

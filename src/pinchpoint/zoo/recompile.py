@@ -38,11 +38,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional
 
 from pinchpoint.workload import Workload
 from pinchpoint.zoo import positive_int
-from pinchpoint.zoo._classify import seeded
+from pinchpoint.zoo._classify import cross_entropy, seeded
 from pinchpoint.zoo._text import stdlib_sentences, stdlib_source
 
 __all__ = [
@@ -196,15 +195,11 @@ def _build(seed: int, batch_size: int | None, backend: str, fixed: bool, name: s
             model.train(was_training)
         return correct / len(test_y)
 
-    def loss(model: Any, batch: Any) -> Any:
-        tokens, labels = batch
-        return functional.cross_entropy(model(tokens), labels)
-
     what = "padded to 768 bytes" if fixed else "padded to their longest snippet"
     return Workload(
         model=model,
         data=loader,
-        loss=loss,
+        loss=cross_entropy,
         optimizer=torch.optim.Adam(model.parameters(), lr=3e-3),
         evaluate=evaluate,
         name=name,

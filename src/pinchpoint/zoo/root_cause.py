@@ -42,8 +42,8 @@ from torch import nn
 from pinchpoint.remedies.training import LRSchedule
 from pinchpoint.workload import Workload
 from pinchpoint.zoo import positive_int
-from pinchpoint.zoo._classify import batches, classifier, seeded
-from pinchpoint.zoo.health import digits_mlp, digits_workload, stacked_mlp
+from pinchpoint.zoo._classify import batches, classifier, seeded, stacked_mlp
+from pinchpoint.zoo.health import digits_mlp, digits_workload
 from pinchpoint.zoo.planted import PerFeatureAffine, teacher_data
 
 __all__ = [
@@ -137,12 +137,7 @@ def hot_init(*, seed: int = 0, batch_size: int | None = None) -> Workload:
 
 
 def hot_init_control(*, seed: int = 0, batch_size: int | None = None) -> Workload:
-    """The ``hot-init-control`` workload: :func:`hot_init` drawn at the Kaiming scale.
-
-    Args:
-        seed: initializes the weights and shuffles the batches.
-        batch_size: images per batch (default 64).
-    """
+    """The ``hot-init-control`` workload: :func:`hot_init` drawn at the Kaiming scale."""
     return _hot_init_workload("hot-init-control", seed, batch_size, 1.0)
 
 
@@ -208,12 +203,7 @@ def looped_adam(*, seed: int = 0, batch_size: int | None = None) -> Workload:
 
 
 def looped_adam_control(*, seed: int = 0, batch_size: int | None = None) -> Workload:
-    """The ``looped-adam-control`` workload: :func:`looped_adam` with vector Parameters, foreach.
-
-    Args:
-        seed: initializes the weights, draws the data and flips the labels.
-        batch_size: samples per batch (default 16).
-    """
+    """``looped-adam-control``: :func:`looped_adam` with vector Parameters and a foreach Adam."""
     return _looped_workload("looped-adam-control", seed, batch_size, mistake=False)
 
 
@@ -252,10 +242,5 @@ def warmup_overshoot(*, seed: int = 0, batch_size: int | None = None) -> Workloa
 
 
 def warmup_control(*, seed: int = 0, batch_size: int | None = None) -> Workload:
-    """The ``warmup-control`` workload: :func:`warmup_overshoot` warmed up to a peak of 0.1.
-
-    Args:
-        seed: initializes the weights and shuffles the batches.
-        batch_size: images per batch (default 64).
-    """
+    """The ``warmup-control`` workload: :func:`warmup_overshoot` warmed up to a peak of 0.1."""
     return _warmup_workload("warmup-control", seed, batch_size, _WARMUP_CONTROL_PEAK)

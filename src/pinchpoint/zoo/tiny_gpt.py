@@ -24,6 +24,7 @@ from torch.nn import functional
 from pinchpoint.errors import WorkloadError
 from pinchpoint.workload import Workload
 from pinchpoint.zoo import _text, positive_int
+from pinchpoint.zoo._classify import seeded
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -215,10 +216,7 @@ def build(
         raise WorkloadError(f"zoo workload {NAME!r}: lr must be positive, not {lr!r}")
 
     train_tokens, validation_tokens = split_corpus()
-    # fork_rng restores the caller's global random state after the seeded initialization.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = TinyGPT(context, d_model, n_layers, n_heads)
+    model = seeded(seed, lambda: TinyGPT(context, d_model, n_layers, n_heads))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     data = WindowBatches(train_tokens, batch_size, context, batches, seed)
 

@@ -44,6 +44,7 @@ __all__ = [
     "LAUNCHABLE",
     "Launcher",
     "RunWindows",
+    "default_launcher",
     "distributed_trial",
     "interleaved",
     "launch_settings",
@@ -314,7 +315,7 @@ def distributed_trial(
     )
     width = math.lcm(arms[0].accumulate, arms[1].accumulate)
     warm, measured = run_length(width, warmup, steps, math.ceil(MIN_PAIRS / repeats), device)
-    run = launcher or _default_launcher()
+    run = launcher or default_launcher()
     windows: tuple[list[RunWindows], list[RunWindows]] = ([], [])
     seconds: tuple[list[float], list[float]] = ([], [])
     for index in interleaved((0, 1), repeats):
@@ -409,7 +410,8 @@ def run_length(width: int, warmup: int, steps: int, windows: int, device: str) -
     return warm, measured
 
 
-def _default_launcher() -> Launcher:
+def default_launcher() -> Launcher:
+    """The launcher trials use unless given one: :func:`pinchpoint.recorders.job.launch`."""
     from pinchpoint.recorders.job import launch
 
     return launch

@@ -49,7 +49,7 @@ from pinchpoint.errors import WorkloadError
 from pinchpoint.trials.distributed import (
     Launcher,
     RunWindows,
-    _default_launcher,
+    default_launcher,
     interleaved,
     paired_times,
     run_windows,
@@ -262,7 +262,7 @@ def scale(
         isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
     ):
         raise ValueError(f"threads must be a positive integer, not {threads!r}")
-    launcher = launcher or _default_launcher()
+    launcher = launcher or default_launcher()
     per_rank = threads or _default_threads(counts[-1])
     started = time.perf_counter()
     runs: dict[int, list[ScaleRun]] = {n: [] for n in counts}

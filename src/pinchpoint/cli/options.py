@@ -90,11 +90,14 @@ def guarded(debug: bool, work: Callable[[], T]) -> T:
     """Run ``work``; turn a PinchpointError (or an interrupt) into a one-line error and exit 2."""
     try:
         return work()
-    except (PinchpointError, KeyboardInterrupt) as exc:
+    except PinchpointError as exc:
         if debug:
             raise
-        interrupted = isinstance(exc, KeyboardInterrupt)
-        raise fail("interrupted" if interrupted else str(exc).replace("[", "\\[")) from None
+        raise fail(str(exc).replace("[", "\\[")) from None
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        raise fail("interrupted") from None
 
 
 @contextmanager

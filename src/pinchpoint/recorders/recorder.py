@@ -367,7 +367,7 @@ class Recorder:
     def _on_grad_accumulated(self, param: torch.Tensor) -> None:
         if not self._in_step:
             return
-        # The output had no hookable tensor (a custom loss path): backward started earlier.
+        # Where the output had no hookable tensor (a custom loss path), backward starts here.
         self._on_backward_start(None)
         self._backward_end = self._clock.mark()
         if self._grad_order is not None:

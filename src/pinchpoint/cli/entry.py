@@ -9,7 +9,7 @@ from typing import NoReturn
 
 # The command modules register their commands on the app; importing them in this order lists
 # the commands in --help in this order.
-from pinchpoint.cli import measure, improve, show  # noqa: F401  # isort: skip
+from pinchpoint.cli import run, measure, improve, show  # noqa: F401  # isort: skip
 from pinchpoint.cli.options import app
 
 __all__ = ["main"]
@@ -17,11 +17,12 @@ __all__ = ["main"]
 
 def main() -> None:
     """Entry point of the ``pinchpoint`` script."""
-    # Quiet third-party progress bars and hub look-ups: everything pinchpoint runs is offline.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if _command(sys.argv[1:]) != "run":  # a user's script runs in the environment it is given
+        # Quiet third-party progress bars and hub look-ups: everything pinchpoint runs is offline.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     if _command(sys.argv[1:]) in _FILE_COMMANDS:
         _reuse_freed_memory()
         # These commands make few reference cycles and live for seconds; the collector's passes

@@ -156,6 +156,9 @@ class Recorder:
         self._pending_forward_end: Any = None
         self._backward_end: Any = None
         self._data_wait = 0.0
+        self._inner_wait = 0.0
+        self._lead = 0.0
+        self._body = 0.0
         self._samples: int | None = None
         self._loss: Any = None
         self._grad_norm: Any = None
@@ -220,24 +223,64 @@ class Recorder:
                 batch = next(iterator)
             except StopIteration:
                 return
-            self._data_wait = self._clock.now() - start
-            self._samples = first_batch_size(batch)
-            self._shapes = batch_shapes(batch)
+            self.waited(self._clock.now() - start, batch)
             produced += 1
             yield batch
+
+    def waited(self, seconds: float, batch: Any) -> None:
+        """Count ``seconds`` of waiting for ``batch`` as data time.
+
+        Between steps the wait belongs to the step that follows; inside one (a step of several
+        micro-batches) it is taken out of the step's ``other`` time, where the fetch ran.
+        ``rec.data`` calls it; a loop whose batches come from elsewhere calls it itself.
+        """
+        samples = first_batch_size(batch)
+        if self._in_step:
+            self._inner_wait += seconds
+            if samples is not None:
+                self._samples = (self._samples or 0) + samples
+            return
+        self._data_wait += seconds
+        self._samples = samples
+        self._shapes = batch_shapes(batch)
 
     @contextlib.contextmanager
     def step(self) -> Iterator[Recorder]:
         """Time one step: everything inside the ``with`` block, plus the wait for its batch."""
-        if self._in_step:
-            raise RuntimeError("Recorder.step() blocks cannot be nested")
-        self._begin_step()
+        self.begin_step()
         try:
             yield self
         except BaseException:
-            self._abort_step()
+            self.abandon_step()
             raise
+        self.end_step()
+
+    def begin_step(self, *, lead: float = 0.0) -> None:
+        """Open a step by hand, for loops whose step boundaries come from hooks, not a ``with``
+        block (``pinchpoint run``, the trainer callbacks). ``lead`` is host time the step had
+        already spent before this call, outside any data wait (it counts as ``other``)."""
+        if self._in_step:
+            raise RuntimeError("Recorder.step() blocks cannot be nested")
+        self._lead = max(0.0, lead)
+        self._begin_step()
+
+    def end_step(self) -> Step:
+        """Close the step :meth:`begin_step` opened and return it, as recorded."""
+        if not self._in_step:
+            raise RuntimeError("Recorder.end_step() without an open step")
         self._end_step()
+        return self.steps[-1]
+
+    def abandon_step(self) -> None:
+        """Drop the open step, if any (its loop raised or stopped), and its instruments."""
+        if self._in_step or self._counter is not None or self._profiler is not None:
+            self._abort_step()
+        self._data_wait = self._inner_wait = self._lead = 0.0
+
+    @property
+    def in_step(self) -> bool:
+        """Whether a step is open (False, too, inside its ``logging()`` block)."""
+        return self._in_step
 
     def to_device(self, batch: Any) -> Any:
         """Move ``batch`` to the recorder's device, timed as the transfer phase."""
@@ -373,7 +416,24 @@ class Recorder:
         if self._grad_order is not None:
             self._grad_order.append(id(param))
 
-    def _on_optimizer_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+    def _on_optimizer_pre(self, optimizer: Any, args: Any, kwargs: Any) -> Any:
+        closure = kwargs.get("closure", args[0] if args else None)
+        if self._in_step and callable(closure):
+            # A closure (Lightning's, LBFGS's) runs forward and backward inside step(): the
+            # gradients exist, and the update starts, only once it has returned.
+            def closure_then_update() -> Any:
+                result = closure()
+                self._before_update(optimizer)
+                return result
+
+            if "closure" in kwargs:
+                return args, {**kwargs, "closure": closure_then_update}
+            return (closure_then_update, *args[1:]), kwargs
+        self._before_update(optimizer)
+        return None
+
+    def _before_update(self, optimizer: Any) -> None:
+        """The gradients are final: read the rate and the norms, then start the update."""
         if self._in_step:
             self._lr = _rate(optimizer)
         if self._in_step and self._instrumented():
@@ -483,7 +543,8 @@ class Recorder:
         self._clock.wait()
         body = self._clock.now() - self._step_start
         index = self.step_index
-        wall = self._data_wait + body
+        wall = self._lead + self._data_wait + body
+        self._body = body
         phases = self._split(wall)
         comm_s = self._comm.seconds(self._marks[0][0]) if self._comm is not None else None
         sample = self._plan.get(index)
@@ -505,7 +566,7 @@ class Recorder:
         self._scheduling.end(body, step.measured)
         if self._health is not None:
             self._health.end_step(index, step.loss, step.grad_norm)
-        self._data_wait = 0.0
+        self._data_wait = self._inner_wait = self._lead = 0.0
         self._keep_only_last_grad_hook()
         self._after_step(sample)
         if self.on_step is not None:
@@ -529,7 +590,7 @@ class Recorder:
             del named["communication"]
         if not self._logs:
             del named["log"]
-        named["data"] = self._data_wait
+        named["data"] = self._data_wait + self._inner_wait
         for (start, phase), (end, _) in zip(self._marks, self._marks[1:], strict=False):
             if phase not in ("other", "end"):
                 named[phase] += max(0.0, self._clock.seconds(start, end))
@@ -612,8 +673,9 @@ class Recorder:
     def _collect_operators(self, prof: Any) -> None:
         """Fold the profiled step into operators (:func:`~.sampling.fold_profiled_step`)."""
         step = self.steps[-1]
-        body = step.wall_s - step.phases.get("data", 0.0)
-        sample = fold_profiled_step(prof, self._op_tallies, body, cuda=self.device.type == "cuda")
+        sample = fold_profiled_step(
+            prof, self._op_tallies, self._body, cuda=self.device.type == "cuda"
+        )
         self._operators, self._coverage = sample.operators, sample.coverage
         if sample.activation_peak is not None:
             self._activation_peak = sample.activation_peak

@@ -48,7 +48,9 @@ def run_command(
     warmup: Warmup = 2,
     stop: Annotated[
         bool,
-        typer.Option("--stop", help="End the script once the steps are recorded (else it goes on)."),
+        typer.Option(
+            "--stop", help="End the script once the steps are recorded (else it goes on)."
+        ),
     ] = False,
     json: Annotated[
         Path | None, typer.Option("--json", help="Also write the diagnosis as JSON to this file.")
@@ -62,6 +64,11 @@ def run_command(
     [ARGS]... The script gets its own arguments, runs as __main__ and keeps its exit status;
     the profile is written however it ends (an exception, sys.exit, Ctrl-C, SIGTERM).
     """
+    if script.startswith("-"):
+        raise fail(
+            f"no such option: {script} (pinchpoint run's options go before the script's name, "
+            "the script's own after it)"
+        )
     for path in (json, html):
         if path is not None and not path.parent.is_dir():
             raise fail(f"cannot write {path}: folder {path.parent} does not exist")
@@ -81,12 +88,11 @@ def run_command(
             markup=False,
         )
         outcome.end()
-    if outcome.stopped:
-        messages.print(f"pinchpoint: stopped {name} after the steps asked for (--stop)")
     recorded = len(outcome.profile.steps)
-    how = f"ended by {type(outcome.error).__name__}" if outcome.error is not None else "ended"
     messages.print(
-        f"pinchpoint: {name} {how}; {recorded} {outcome.found} step(s) recorded", markup=False
+        f"pinchpoint: {name} {outcome.how()}; {recorded} {outcome.found} step(s) recorded",
+        markup=False,
+        soft_wrap=True,
     )
 
     def report() -> None:

@@ -21,6 +21,9 @@
   data phase, waits inside it (micro-batches) are taken out of its ``other`` time.
 - **Loss.** ``Tensor.backward()`` on a scalar inside a step is the step's loss (through
   ``GradScaler.scale``, the loss before scaling).
+- **Gradient norm.** Where the loop clips (``torch.nn.utils.clip_grad_norm_``, or
+  ``clip_grads_with_norm_`` as accelerate does), the norm before clipping is the step's; else
+  the Recorder's own, read in the optimizer's pre-hook (after any clipping).
 
 After ``steps`` measured steps the Recorder is closed, every hook removed and the patches undone,
 so the rest of the script runs at full speed; with ``stop`` the finder raises :class:`Stopped`
@@ -41,7 +44,7 @@ from pinchpoint.recorders.recorder import Recorder
 __all__ = ["StepFinder", "Stopped"]
 
 
-class Stopped(BaseException):  # noqa: N818 - it is a signal to stop, not an error
+class Stopped(BaseException):
     """Raised from a hook once the steps asked for are recorded and the run is to stop there."""
 
 
@@ -124,6 +127,8 @@ class StepFinder:
         self._patch(torch.Tensor, "backward", self._backward)
         self._patch(torch.amp.GradScaler, "scale", self._scale)
         self._patch(torch.amp.GradScaler, "step", self._scaler_step)
+        self._patch(torch.nn.utils, "clip_grad_norm_", self._clip)
+        self._patch(torch.nn.utils, "clip_grads_with_norm_", self._clip_with_norm)
         return self
 
     def uninstall(self) -> None:
@@ -323,6 +328,28 @@ class StepFinder:
 
         return backward
 
+    def _clip(self, original: Any) -> Any:
+        finder = self
+
+        def clip_grad_norm_(*args: Any, **kwargs: Any) -> Any:
+            norm = original(*args, **kwargs)
+            if finder.recorder is not None:
+                finder.recorder.record_grad_norm(norm)
+            return norm
+
+        return clip_grad_norm_
+
+    def _clip_with_norm(self, original: Any) -> Any:
+        finder = self
+
+        def clip_grads_with_norm_(*args: Any, **kwargs: Any) -> Any:
+            norm = kwargs["total_norm"] if "total_norm" in kwargs else args[2]
+            if finder.recorder is not None:
+                finder.recorder.record_grad_norm(norm)
+            return original(*args, **kwargs)
+
+        return clip_grads_with_norm_
+
     def _scale(self, original: Any) -> Any:
         finder = self
 
@@ -369,13 +396,14 @@ def _params(module: torch.nn.Module) -> int:
 
 
 def _largest(modules: Any) -> torch.nn.Module:
-    return max(modules, key=_params)
+    found: list[torch.nn.Module] = list(modules)
+    return max(found, key=_params)
 
 
 def _owner(seen: Any, optimizer: Any) -> torch.nn.Module | None:
     """The top-level module holding most of the optimizer's parameters (the largest one called
     if none holds any)."""
-    modules = [module for module, _ in seen]
+    modules: list[torch.nn.Module] = [module for module, _ in seen]
     if not modules:
         return None
     stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
@@ -384,4 +412,3 @@ def _owner(seen: Any, optimizer: Any) -> torch.nn.Module | None:
         return sum(p.numel() for p in module.parameters() if id(p) in stepped), _params(module)
 
     return max(modules, key=held)
-

@@ -162,6 +162,7 @@ class Recorder:
         self._samples: int | None = None
         self._loss: Any = None
         self._grad_norm: Any = None
+        self._loop_grad_norm: Any = None
         self._lr: float | None = None
         self._saw_backward = False
         self._logs = False
@@ -296,6 +297,13 @@ class Recorder:
         self._loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
         if self._health is not None and isinstance(loss, torch.Tensor) and loss.numel() == 1:
             self._health.check_loss(self._loss)
+
+    def record_grad_norm(self, norm: Any) -> None:
+        """Keep the global gradient norm the loop itself computed this step (what
+        ``clip_grad_norm_`` returns: the norm before clipping), in place of the recorder's own,
+        which the optimizer hook reads after any clipping."""
+        if self._in_step:
+            self._loop_grad_norm = norm.detach() if isinstance(norm, torch.Tensor) else norm
 
     @contextlib.contextmanager
     def logging(self) -> Iterator[None]:
@@ -503,6 +511,7 @@ class Recorder:
         self._backward_end = None
         self._loss = None
         self._grad_norm = None
+        self._loop_grad_norm = None
         self._lr = None
         if self._comm is not None:
             self._comm.begin()
@@ -556,7 +565,9 @@ class Recorder:
             sampled=self._sampled_label(index, sample),
             samples=self._samples,
             loss=_to_float(self._loss),
-            grad_norm=_to_float(self._grad_norm),
+            grad_norm=_to_float(
+                self._grad_norm if self._loop_grad_norm is None else self._loop_grad_norm
+            ),
             comm_s=comm_s,
             lr=self._lr,
         )
@@ -672,7 +683,6 @@ class Recorder:
 
     def _collect_operators(self, prof: Any) -> None:
         """Fold the profiled step into operators (:func:`~.sampling.fold_profiled_step`)."""
-        step = self.steps[-1]
         sample = fold_profiled_step(
             prof, self._op_tallies, self._body, cuda=self.device.type == "cuda"
         )

@@ -31,7 +31,7 @@ from pinchpoint.recorders.autostep import StepFinder, Stopped
 __all__ = ["ScriptRun", "Terminated", "run_script", "script_file"]
 
 
-class Terminated(BaseException):  # noqa: N818 - a signal, as KeyboardInterrupt is
+class Terminated(BaseException):
     """SIGTERM arrived while the script ran."""
 
 
@@ -52,6 +52,18 @@ class ScriptRun:
     error: BaseException | None = None
     signal: int | None = None
     stopped: bool = False
+
+    def how(self) -> str:
+        """How the script ended, in words: ``"ended"``, ``"raised ValueError"``..."""
+        if self.signal == signal.SIGINT:
+            return "was interrupted (Ctrl-C)"
+        if self.signal == signal.SIGTERM:
+            return "was terminated (SIGTERM)"
+        if self.error is not None:
+            return f"raised {type(self.error).__name__}"
+        if self.stopped:
+            return "was stopped once its steps were recorded (--stop)"
+        return "ended" if self.status == 0 else f"exited with status {self.status}"
 
     def end(self) -> NoReturn:
         """Leave as the script would have: its traceback and status, or its signal."""
@@ -97,7 +109,9 @@ def run_script(target: str, args: list[str], finder: StepFinder, *, module: bool
         PinchpointError: the script or module does not exist (nothing ran).
     """
     path = script_file(target, module=module)
-    status, error, caught, stopped = 0, None, None, False
+    status, stopped = 0, False
+    error: BaseException | None = None
+    caught: int | None = None
     with _as_main(path, args, module=module), _sigterm_raises():
         finder.install()
         try:

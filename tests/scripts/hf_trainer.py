@@ -81,7 +81,7 @@ def main() -> int:
     if args.callback:
         from pinchpoint.integrations.transformers import PinchpointCallback
 
-        callbacks.append(PinchpointCallback(steps=4, warmup=1, json=args.callback))
+        callbacks.append(PinchpointCallback(steps=2, warmup=0, json=args.callback))
     trainer = Trainer(
         model=model,
         args=TrainingArguments(

@@ -39,6 +39,7 @@ def run_command(
         typer.Argument(
             help="The script to run (its arguments follow it), or with -m a module's name.",
             show_default=False,
+            metavar="SCRIPT [ARGS]...",
         ),
     ],
     module: Annotated[
@@ -60,9 +61,10 @@ def run_command(
 ) -> None:
     """Run a script unmodified, find its training or inference steps, and diagnose them.
 
-    pinchpoint run [OPTIONS] [--] script.py [ARGS]...  or  pinchpoint run [OPTIONS] -m module
-    [ARGS]... The script gets its own arguments, runs as __main__ and keeps its exit status;
-    the profile is written however it ends (an exception, sys.exit, Ctrl-C, SIGTERM).
+    pinchpoint's options come first, then the script and its own arguments (or -m and a
+    module), as to python. The script runs as __main__ with its own sys.argv and keeps its exit
+    status; the profile is written however it ends: a return, an exception, sys.exit, Ctrl-C or
+    SIGTERM.
     """
     if script.startswith("-"):
         raise fail(

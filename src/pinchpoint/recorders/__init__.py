@@ -1,4 +1,5 @@
-"""Recording: a Recorder around any loop, the Workload runner built on it, and data-parallel jobs.
+"""Recording: a Recorder around any loop, the Workload runner built on it, the StepFinder that
+records a script it did not write (``pinchpoint run``), and data-parallel jobs.
 
 Live recording (:class:`Recorder`, :func:`profile`) needs torch and loads it on first use of
 those names; :func:`launch` (torchrun over many ranks) and :func:`merge` (per-rank Profiles into
@@ -13,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pinchpoint.recorders.clock import Clock, CudaClock, FakeClock, PerfClock
     from pinchpoint.recorders.recorder import Recorder, move_to_device
+    from pinchpoint.recorders.autostep import StepFinder
     from pinchpoint.recorders.run import profile, resolve_device
     from pinchpoint.recorders.sampling import sample_plan
+    from pinchpoint.recorders.script import ScriptRun, run_script
 
 __all__ = [
     "Clock",
@@ -22,11 +25,14 @@ __all__ = [
     "FakeClock",
     "PerfClock",
     "Recorder",
+    "ScriptRun",
+    "StepFinder",
     "launch",
     "merge",
     "move_to_device",
     "profile",
     "resolve_device",
+    "run_script",
     "sample_plan",
 ]
 
@@ -36,6 +42,8 @@ _HOMES: dict[str, str] = {
     **dict.fromkeys(("launch", "merge"), "job"),
     **dict.fromkeys(("profile", "resolve_device"), "run"),
     "sample_plan": "sampling",
+    "StepFinder": "autostep",
+    **dict.fromkeys(("ScriptRun", "run_script"), "script"),
 }
 
 

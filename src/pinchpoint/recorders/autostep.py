@@ -8,7 +8,9 @@
   script's first ``optimizer.step()`` (any torch optimizer: accelerate's wrapper and
   ``GradScaler.step`` call the torch one inside) names the optimizer; the model is the top-level
   module holding most of its parameters. A script that never steps an optimizer but calls a
-  top-level module with gradients off twice is inference; the model is the largest such module.
+  top-level module with gradients off twice is inference; the model is the largest such module
+  (an optimizer step before those steps are all recorded makes it a training run after all:
+  the inference steps are dropped and the search starts again).
   That first step is the finder's own warm-up, never recorded; then the module hooks go (they
   would cost every module call) and a Recorder is attached to the model and the optimizer.
 - **Steps.** A training step ends when the optimizer's ``step()`` returns (or when
@@ -109,14 +111,10 @@ class StepFinder:
 
     def install(self) -> StepFinder:
         """Install the hooks and patches; returns self."""
-        hooks = torch.nn.modules.module
         if self._given_model is not None and self._optimizer is not None:
             self._attach(self._given_model, self._optimizer)
         else:
-            self._module_handles = [
-                hooks.register_module_forward_pre_hook(self._on_any_forward_pre),
-                hooks.register_module_forward_hook(self._on_any_forward_post, always_call=True),
-            ]
+            self._search()
         from torch.optim import optimizer as optim
 
         self._handles = [
@@ -130,6 +128,13 @@ class StepFinder:
         self._patch(torch.nn.utils, "clip_grad_norm_", self._clip)
         self._patch(torch.nn.utils, "clip_grads_with_norm_", self._clip_with_norm)
         return self
+
+    def _search(self) -> None:
+        hooks = torch.nn.modules.module
+        self._module_handles = [
+            hooks.register_module_forward_pre_hook(self._on_any_forward_pre),
+            hooks.register_module_forward_hook(self._on_any_forward_post, always_call=True),
+        ]
 
     def uninstall(self) -> None:
         """Remove every hook and undo every patch (safe to call more than once)."""
@@ -219,12 +224,14 @@ class StepFinder:
         self._end()
 
     def _restart(self) -> None:
-        assert self.recorder is not None
+        """Back to searching, the inference model kept as a candidate for the training one."""
+        assert self.recorder is not None and self._model is not None
         self.recorder.abandon_step()
         self.recorder.close()
         self._detach_model()
+        self._seen = {id(self._model): (self._model, 0)}
         self.recorder, self._model = None, None
-        self._seen.clear()
+        self._search()
 
     def _attach(self, model: torch.nn.Module, optimizer: Any) -> None:
         for handle in self._module_handles:
@@ -257,10 +264,14 @@ class StepFinder:
     # ------------------------------------------------------------------------ recording
 
     def _on_model_pre(self, module: Any, args: Any) -> None:
-        if self._training and not torch.is_grad_enabled():
+        grad_on = torch.is_grad_enabled()
+        if self._training and not grad_on:
             # An evaluation between training steps: its time and batches stay outside them.
             if self.recorder is not None and not self.recorder.in_step:
                 self._waits, self._batch = 0.0, None
+            return
+        if not self._training and grad_on:
+            # Not an inference step: a training step may follow (an optimizer step switches).
             return
         self._open()
 

@@ -81,11 +81,33 @@ class _Snapshot:
         self.failures = {code: len(v) for code, v in utils.guard_failures.items()}
 
 
+def _fingerprint() -> tuple[int, ...] | None:
+    """A few sums that change whenever dynamo's tallies do (None before it is loaded): a step
+    that left them as they were compiled nothing, and needs no full snapshot."""
+    if "torch._dynamo" not in sys.modules:
+        return None
+    from torch._dynamo import utils
+
+    counters = utils.counters
+    return (
+        int(counters["stats"]["unique_graphs"]),
+        len(utils.compilation_time_metrics.get(_COMPILE_TIMER, ())),
+        sum(counters["graph_break"].values()),
+        sum(counters["unimplemented"].values()),
+        sum(len(v) for v in utils.guard_failures.values()),
+    )
+
+
 class CompileMeter:
-    """Per-step compile counts, compile seconds and graph breaks for a recorded run."""
+    """Per-step compile counts, compile seconds and graph breaks for a recorded run.
+
+    The full snapshot of dynamo's tallies is taken only when their :func:`_fingerprint` moved:
+    a step of a model that compiles nothing costs a few dictionary reads.
+    """
 
     def __init__(self) -> None:
         self._before: _Snapshot | None = None
+        self._last: tuple[tuple[int, ...] | None, _Snapshot] | None = None
         self._seen = False
         self.graphs: list[int] = []
         self.compile_s: list[float] = []
@@ -97,7 +119,14 @@ class CompileMeter:
 
     def begin(self) -> None:
         """Snapshot dynamo's tallies as a step begins."""
-        self._before = _Snapshot()
+        self._before = self._snapshot()
+
+    def _snapshot(self) -> _Snapshot:
+        """The tallies now: the last snapshot again if its fingerprint still holds."""
+        fingerprint = _fingerprint()
+        if self._last is None or self._last[0] != fingerprint:
+            self._last = (fingerprint, _Snapshot())
+        return self._last[1]
 
     def end(self, shapes: str) -> None:
         """Keep what changed since :meth:`begin` as this step's entry."""
@@ -111,8 +140,13 @@ class CompileMeter:
             return
         from torch._dynamo import utils
 
-        after = _Snapshot()
+        after = self._snapshot()
         self._seen = True
+        if after is before:  # nothing moved: nothing compiled, nothing broke
+            self.graphs.append(0)
+            self.compile_s.append(0.0)
+            self.graph_breaks.append(0)
+            return
         # Clamped: torch._dynamo.reset() in the middle of a step may clear a tally.
         self.graphs.append(max(0, after.graphs - before.graphs))
         timer = utils.compilation_time_metrics.get(_COMPILE_TIMER, [])

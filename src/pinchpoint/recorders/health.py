@@ -121,7 +121,7 @@ class HealthMonitor:
         if not present:
             return None
         norms = torch._foreach_norm(present, 2.0)
-        stacked = torch.stack([n.float() for n in norms])
+        stacked = torch.stack([n if n.dtype == torch.float32 else n.float() for n in norms])
         if len(present) == len(grads):
             self._pending_norms = stacked
         else:

@@ -91,14 +91,18 @@ def _affinity() -> frozenset[int]:
         return frozenset(range(os.cpu_count() or 1))
 
 
+#: Measured steps between two readings of ``/proc/stat`` (a few tens of µs each).
+_SPAN_EVERY = 8
+
+
 class SchedulingMeter:
     """Sums CPU time and context switches over the measured steps of a run.
 
-    Each step costs two ``getrusage`` calls; ``/proc/stat`` (about 15 µs a read) is read once
-    per measured step, not twice: the other processes' share of the cores is taken over the
-    span from the first measured step's start to the last one's end, against this process's
-    own CPU time over the same span, and reported as ``cores_busy_s`` over the steps' own
-    wall time (see :meth:`result`).
+    Each step costs two ``getrusage`` calls; ``/proc/stat`` (15-35 µs a read) is read at the
+    first measured step's start and then at the end of every 8th measured step only: the other
+    processes' share of the cores is a rate, taken over the span from the first reading to the
+    last, against this process's own CPU time over the same span, and reported as
+    ``cores_busy_s`` over the steps' own wall time (see :meth:`result`).
     """
 
     def __init__(self) -> None:
@@ -137,7 +141,8 @@ class SchedulingMeter:
         self.cpu_s += end[0] - self._start[0]
         self.voluntary += end[1] - self._start[1]
         self.involuntary += end[2] - self._start[2]
-        self._span_end = self._span_mark(end)
+        if (self.steps - 1) % _SPAN_EVERY == 0:
+            self._span_end = self._span_mark(end)
 
     @property
     def cores_busy_s(self) -> float | None:

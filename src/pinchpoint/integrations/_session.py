@@ -11,7 +11,7 @@ from pinchpoint._profile import Profile
 from pinchpoint.diagnosis import Diagnosis, diagnose
 from pinchpoint.recorders.autostep import StepFinder
 
-__all__ = ["TrainingSession"]
+__all__ = ["RecordingCallback", "TrainingSession"]
 
 
 class TrainingSession:
@@ -78,3 +78,40 @@ class TrainingSession:
             written = write_html(Report.build(self.diagnosis), self.html)
             print(f"pinchpoint: HTML report written to {written}", file=sys.stderr)
         return self.diagnosis
+
+
+class RecordingCallback:
+    """What the trainer callbacks share: their arguments, and ``profile`` / ``diagnosis``.
+
+    Args:
+        steps: measured steps to record (the recording then stops; training goes on).
+        warmup: recorded steps left out of statistics.
+        stop: end training once the steps are recorded.
+        json: write the diagnosis (with its Profile) as JSON to this file.
+        html: write the HTML report to this file.
+        show: print the diagnosis to the terminal.
+    """
+
+    def __init__(
+        self,
+        *,
+        steps: int = 20,
+        warmup: int = 2,
+        stop: bool = False,
+        json: str | Path | None = None,
+        html: str | Path | None = None,
+        show: bool = True,
+    ) -> None:
+        self.session = TrainingSession(
+            steps=steps, warmup=warmup, stop=stop, json=json, html=html, show=show
+        )
+
+    @property
+    def profile(self) -> Profile | None:
+        """The Profile of the recorded steps, once training has ended."""
+        return self.session.profile
+
+    @property
+    def diagnosis(self) -> Diagnosis | None:
+        """Its diagnosis, once training has ended."""
+        return self.session.diagnosis

@@ -16,52 +16,22 @@ inside ``optimizer.step()``: the Recorder times the update after it. See
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback
 
-from pinchpoint.diagnosis import Diagnosis
-from pinchpoint.integrations._session import TrainingSession
+from pinchpoint.integrations._session import RecordingCallback
 
 __all__ = ["PinchpointCallback"]
 
 
-class PinchpointCallback(Callback):
+class PinchpointCallback(RecordingCallback, Callback):
     """Record ``steps`` training steps after ``warmup`` and diagnose them at the end of training.
 
-    Args:
-        steps: measured steps to record (the recording then stops; training goes on).
-        warmup: recorded steps left out of statistics.
-        stop: end training once the steps are recorded.
-        json: write the diagnosis (with its Profile) as JSON to this file.
-        html: write the HTML report to this file.
-        show: print the diagnosis to the terminal.
-
-    After training, ``callback.profile`` and ``callback.diagnosis`` hold the results.
+    Arguments (``steps``, ``warmup``, ``stop``, ``json``, ``html``, ``show``) as
+    :class:`~pinchpoint.integrations._session.RecordingCallback`; after training,
+    ``callback.profile`` and ``callback.diagnosis`` hold the results.
     """
-
-    def __init__(
-        self,
-        *,
-        steps: int = 20,
-        warmup: int = 2,
-        stop: bool = False,
-        json: str | Path | None = None,
-        html: str | Path | None = None,
-        show: bool = True,
-    ) -> None:
-        self.session = TrainingSession(
-            steps=steps, warmup=warmup, stop=stop, json=json, html=html, show=show
-        )
-
-    @property
-    def profile(self) -> Any:
-        return self.session.profile
-
-    @property
-    def diagnosis(self) -> Diagnosis | None:
-        return self.session.diagnosis
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         optimizers = list(trainer.optimizers)

@@ -1,47 +1,53 @@
-"""Measure what ``pinchpoint run`` costs a plain training script: its step time, run vs bare.
+"""Measure what ``pinchpoint run`` costs a plain training script: its step time, recorded vs bare.
+
+Separate processes cannot show it: on a shared 2-core machine two bare processes of the same
+script differ by 0.6-1.3x from one to the next, far more than the cost being measured. So the
+comparison is made inside ONE process, between two copies of the same training that take turns.
 
 The benchmark writes, to a temporary folder, a training script as a user writes one and
-pinchpoint never sees the inside of: an MLP on scikit-learn's digits (saved once to a tensor
-file the script loads), a DataLoader (``num_workers=0``), Adam, argparse, one intra-op thread
-(``torch.set_num_threads(1)``, so that runs on a shared 2-core machine compare). The script
-times each of its own iterations with ``time.perf_counter`` (from fetching the batch to after
-``optimizer.step()``) and writes the list of seconds to the JSON file its ``--times`` names.
+pinchpoint never sees the inside of: two identical copies, **A** and **B**, of an MLP on
+scikit-learn's digits (saved once to a tensor file the script loads; same seed, same
+architecture), each with its own Adam and its own DataLoader (``num_workers=0``) over the same
+data with the same shuffling seed, one intra-op thread (``torch.set_num_threads(1)``). The two
+train in alternating single iterations. A takes the first one, so that ``pinchpoint run``'s
+StepFinder, which follows the first optimizer to step, finds A: A's steps are recorded, B is never
+hooked (it carries only the process-wide patches, a timing wrapper on DataLoader iterators'
+``__next__`` and on ``Tensor.backward`` and the global optimizer-step hooks, which return at once
+outside a recorded step, so their few µs are not in the figure). After that first pair the order
+within a pair alternates (B-A, A-B, B-A, ...), so neither copy always follows the other. The
+script times each iteration of each copy itself with ``time.perf_counter`` (from fetching its
+batch to after ``optimizer.step()``) and writes both lists to the JSON file ``--times`` names.
 
-Each round runs the script four times, as separate processes, in an order reversed every
-other round (so a drift of the machine cancels out):
+Each round runs the script twice, in an order reversed every other round:
 
-- **bare**: ``python train.py ...``, the reference;
-- **run**: ``pinchpoint run --steps K train.py ...`` with K above the script's iteration count,
-  so the recorder stays attached through every iteration;
-- **control**: bare again, compared with the reference the same way; its distance from 1 is
-  the method's bias and noise;
-- **after**: ``pinchpoint run --steps 20``: recording stops after 20 measured steps (hooks
-  removed, patches undone) and the script goes on bare; what that costs from there on.
+- **run**: ``pinchpoint run --steps K --warmup 2 --json D train.py ...`` with K = iterations + 100,
+  so A is recorded through every iteration; the figure is median(A) / median(B) over a window;
+- **control**: ``python train.py ...`` (no pinchpoint), the same median(A) / median(B): its
+  distance from 1 is the method's bias (A and B are the same computation, so it should be ~1.00).
 
-A round's ratio for a mode is the median of the script's own iteration times over a window,
-divided by the same median of the reference over the same iterations. For **run** (and the
-control) the window is the iterations the diagnosis JSON (``--json``) lists as measured steps,
-past the first 10 iterations: the finder's discovery step (iteration 0, not recorded), the
-warm-up steps, the two sampled steps (FLOP counter, torch.profiler) and the every-20th
-activation-statistics steps are left out, as pinchpoint's own statistics leave them out. The
-mean over every iteration past the first 10 (activation steps included) is printed beside it.
-For **after** the window starts 5 iterations after the last recorded one. Printed: the median
-of the per-round ratios with their min-max, the median step, and the median whole-process
-wall time of each mode (informative only: ``pinchpoint run`` adds its start-up, the sampled
-steps and the diagnosis). The target (issue: ``pinchpoint run`` step time <= 1.05x bare)
-applies to the median ratio of **run**. A first, unmeasured ``pinchpoint run`` warms the
-calibration cache and the interpreter's bytecode caches.
+The window is A's iterations that the diagnosis (``D``, ``profile.steps``) lists as recorded
+steps past the warm-up and not one of the two sampled steps (FLOP counter, torch.profiler), from
+iteration 10 on: recorded step ``i`` is A's iteration ``i + 1``, iteration 0 being the finder's
+own. The every-20th activation-statistics steps stay in (they are part of what recording costs
+from step to step; a median barely sees them). B's medians, and the control's, are over the same
+iterations. Per round: the ratio of run, the ratio of control, and the per-step cost in µs,
+(median A - median B) in run minus the same difference in control. Printed per step size: the
+median step of B, the median of the per-round figures and their min-max, whether the target
+(issue 18: ``pinchpoint run`` step time <= 1.05x bare) is met by the run's median ratio (never
+asserted), and, informative only, the median whole-process wall time of each mode
+(``pinchpoint run`` adds its start-up, the sampled steps and the diagnosis).
 
-A second estimate of the per-step cost, free of the differences between processes: in the
-"after" run, the median of its measured steps past the first 10 over the median of its own
-iterations after recording (fewer steps, so noisier within a round, but the same process).
+Two step sizes in one invocation: **small**, an MLP 256 wide at batch 64 (a step of a few ms,
+where a fixed per-step cost shows most), and **typical**, an MLP 768 wide at batch 96 (a step
+of ~15-25 ms). A first, unmeasured ``pinchpoint run`` warms the calibration cache and the
+interpreter's bytecode caches. The whole default run takes about 3 minutes.
 
-``--quick`` runs the same code at tiny sizes (one round, 60 iterations of a narrow MLP, 10 steps
-for the "after" variant, no warm-up run) in about 20 s: a check that the script works, whose
-figures are too noisy to quote.
+``--quick`` runs the same code at tiny sizes (one round, 40 iterations of narrow MLPs at both
+sizes, no warm-up run) in about 20 s: a check that the script works, whose figures are too noisy
+to quote.
 
-    python benchmarks/run_overhead.py [--rounds 8] [--iterations 400] [--hidden 256]
-        [--batch-size 64] [--quick]
+    python benchmarks/run_overhead.py [--rounds 3] [--small-iterations 1000]
+        [--typical-iterations 300] [--quick]
 """
 
 from __future__ import annotations
@@ -55,20 +61,35 @@ import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-SKIP = 10  # iterations left out at the start of every run (discovery, warm-up, sampled steps)
-AFTER_MARGIN = 5  # iterations left out after the last recorded one, in the "after" variant
+SKIP = 10  # A's iterations left out at the start (discovery, warm-up, sampled steps, settling)
 TARGET = 1.05
-QUICK = {"rounds": 1, "iterations": 60, "hidden": 64, "after_steps": 10}
+QUICK = {"rounds": 1, "small_iterations": 40, "typical_iterations": 40}
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    hidden: int
+    batch_size: int
+
+
+SIZES = (Size("small", 256, 64), Size("typical", 768, 96))
+QUICK_SIZES = (Size("small", 32, 32), Size("typical", 64, 32))
 
 TRAIN_SCRIPT = textwrap.dedent(
     '''
-    """Train an MLP on the digits; write each iteration's seconds to --times (JSON)."""
+    """Train two identical MLPs on the digits in alternating iterations; write their times.
+
+    A steps first, then B; after that the order within a pair alternates. Each iteration is
+    timed from fetching the batch to after optimizer.step(); --times gets {"a": [...], "b": [...]}.
+    """
 
     import argparse
     import json
@@ -77,6 +98,48 @@ TRAIN_SCRIPT = textwrap.dedent(
     import torch
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
+
+
+    class Copy:
+        """One model with its own optimizer and DataLoader."""
+
+        def __init__(self, inputs, targets, args):
+            torch.manual_seed(args.seed)
+            self.model = nn.Sequential(
+                nn.Linear(inputs.shape[1], args.hidden),
+                nn.ReLU(),
+                nn.Linear(args.hidden, args.hidden),
+                nn.ReLU(),
+                nn.Linear(args.hidden, args.hidden),
+                nn.ReLU(),
+                nn.Linear(args.hidden, 10),
+            )
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr)
+            self.loss_fn = nn.CrossEntropyLoss()
+            self.loader = DataLoader(
+                TensorDataset(inputs, targets),
+                batch_size=args.batch_size,
+                shuffle=True,
+                drop_last=True,
+                num_workers=0,
+                generator=torch.Generator().manual_seed(args.seed),
+            )
+            self.batches, self.left = None, 0
+            self.times, self.losses = [], []
+            self.model.train()
+
+        def iteration(self):
+            if self.left == 0:  # a new epoch: the iterator is made outside the timing
+                self.batches, self.left = iter(self.loader), len(self.loader)
+            start = time.perf_counter()
+            x, y = next(self.batches)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss_fn(self.model(x), y)
+            loss.backward()
+            self.optimizer.step()
+            self.times.append(time.perf_counter() - start)
+            self.left -= 1
+            self.losses.append(loss.detach())
 
 
     def main():
@@ -90,50 +153,18 @@ TRAIN_SCRIPT = textwrap.dedent(
         parser.add_argument("--times", required=True, help="write per-iteration seconds here")
         args = parser.parse_args()
 
-        torch.manual_seed(args.seed)
         torch.set_num_threads(1)
         inputs, targets = torch.load(args.data)
-        loader = DataLoader(
-            TensorDataset(inputs, targets),
-            batch_size=args.batch_size,
-            shuffle=True,
-            drop_last=True,
-            num_workers=0,
-        )
-        model = nn.Sequential(
-            nn.Linear(inputs.shape[1], args.hidden),
-            nn.ReLU(),
-            nn.Linear(args.hidden, args.hidden),
-            nn.ReLU(),
-            nn.Linear(args.hidden, args.hidden),
-            nn.ReLU(),
-            nn.Linear(args.hidden, 10),
-        )
-        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-        loss_fn = nn.CrossEntropyLoss()
-
-        model.train()
-        times = []
-        epoch = 0
-        while len(times) < args.iterations:
-            total, count = 0.0, 0
-            batches = iter(loader)
-            while len(times) < args.iterations:
-                start = time.perf_counter()
-                try:
-                    x, y = next(batches)
-                except StopIteration:
-                    break
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x), y)
-                loss.backward()
-                optimizer.step()
-                times.append(time.perf_counter() - start)
-                total, count = total + loss.item(), count + 1
-            epoch += 1
-            print(f"epoch {epoch}: loss {total / max(count, 1):.4f}")
+        a, b = Copy(inputs, targets, args), Copy(inputs, targets, args)
+        for i in range(args.iterations):
+            first, second = (a, b) if i % 2 == 0 else (b, a)
+            first.iteration()
+            second.iteration()
+        tail = max(1, args.iterations // 10)
+        for name, copy in (("a", a), ("b", b)):
+            print(f"{name}: last {tail} losses {torch.stack(copy.losses[-tail:]).mean():.4f}")
         with open(args.times, "w") as f:
-            json.dump(times, f)
+            json.dump({"a": a.times, "b": b.times}, f)
 
 
     if __name__ == "__main__":
@@ -167,18 +198,12 @@ def launch(command: list[str], env: dict[str, str]) -> float:
 class Runner:
     """Runs the training script bare or under ``pinchpoint run``; reads back its timings."""
 
-    def __init__(self, folder: Path, args: argparse.Namespace) -> None:
+    def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.script = folder / "train.py"
         self.script.write_text(TRAIN_SCRIPT)
-        data = folder / "digits.pt"
-        write_data(data)
-        self.script_args = [
-            f"--data={data}",
-            f"--iterations={args.iterations}",
-            f"--hidden={args.hidden}",
-            f"--batch-size={args.batch_size}",
-        ]
+        self.data = folder / "digits.pt"
+        write_data(self.data)
         # This checkout's pinchpoint, whichever one the interpreter would otherwise import.
         path = os.environ.get("PYTHONPATH")
         self.env = {
@@ -186,150 +211,149 @@ class Runner:
             "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *([path] if path else [])]),
         }
 
-    def bare(self) -> tuple[list[float], float]:
-        """The script's iteration times and the process's wall time."""
-        times = self.folder / "times.json"
-        wall = launch(
-            [sys.executable, str(self.script), *self.script_args, f"--times={times}"], self.env
-        )
-        return json.loads(times.read_text()), wall
+    def script_args(self, size: Size, iterations: int) -> list[str]:
+        return [
+            str(self.script),
+            f"--data={self.data}",
+            f"--iterations={iterations}",
+            f"--hidden={size.hidden}",
+            f"--batch-size={size.batch_size}",
+            f"--times={self.folder / 'times.json'}",
+        ]
 
-    def run(self, steps: int, iterations: int | None = None) -> tuple[list[float], float, Any]:
-        """The same under ``pinchpoint run --steps steps``, and the diagnosis's steps."""
-        times, diagnosis = self.folder / "times.json", self.folder / "diagnosis.json"
-        extra = [] if iterations is None else [f"--iterations={iterations}"]
+    def control(self, size: Size, iterations: int) -> tuple[dict[str, list[float]], float]:
+        """The script's times of A and B, and the process's wall time."""
+        wall = launch([sys.executable, *self.script_args(size, iterations)], self.env)
+        return json.loads((self.folder / "times.json").read_text()), wall
+
+    def run(self, size: Size, iterations: int) -> tuple[dict[str, list[float]], float, Any]:
+        """The same under ``pinchpoint run`` recording to the end, and the diagnosis's steps."""
+        diagnosis = self.folder / "diagnosis.json"
         command = [
             *(sys.executable, "-m", "pinchpoint", "run"),
-            *("--steps", str(steps), "--json", str(diagnosis)),
-            *(str(self.script), *self.script_args, *extra, f"--times={times}"),
+            *("--steps", str(iterations + 100), "--warmup", "2", "--json", str(diagnosis)),
+            *self.script_args(size, iterations),
         ]
         wall = launch(command, self.env)
-        steps_json = json.loads(diagnosis.read_text())["profile"]["steps"]
-        return json.loads(times.read_text()), wall, steps_json
+        steps = json.loads(diagnosis.read_text())["profile"]["steps"]
+        return json.loads((self.folder / "times.json").read_text()), wall, steps
 
 
 def measured_iterations(steps: list[dict[str, Any]], iterations: int) -> list[int]:
-    """The script's iterations that pinchpoint recorded as measured steps, past ``SKIP``.
+    """A's iterations that pinchpoint recorded past warm-up, not sampled, from ``SKIP`` on.
 
-    Iteration 0 is the finder's discovery step; recorded step ``i`` is iteration ``i + 1``.
+    Iteration 0 is the finder's discovery step; recorded step ``i`` is iteration ``i + 1``. The
+    activation-statistics steps stay in: they are part of the recording's per-step cost.
     """
-    chosen = [s["index"] + 1 for s in steps if not s["warmup"] and s["sampled"] is None]
+    chosen = [
+        s["index"] + 1 for s in steps if not s["warmup"] and s["sampled"] in (None, "activations")
+    ]
     return [i for i in chosen if SKIP <= i < iterations]
 
 
-def median_at(times: list[float], window: list[int]) -> float:
-    return statistics.median(times[i] for i in window)
+def medians(times: dict[str, list[float]], window: list[int]) -> tuple[float, float]:
+    """Median of A's and of B's times over the same iterations."""
+    a, b = (statistics.median(times[k][i] for i in window) for k in ("a", "b"))
+    return a, b
+
+
+def spread(values: list[float], digits: int = 3) -> str:
+    return f"{min(values):.{digits}f}-{max(values):.{digits}f}"
+
+
+def measure(runner: Runner, size: Size, iterations: int, rounds: int) -> dict[str, Any]:
+    """The per-round figures of one step size."""
+    out: dict[str, list[float]] = {
+        k: [] for k in ("run", "control", "cost_us", "step_b", "wall_run", "wall_control")
+    }
+    windows = []
+    for round_ in range(rounds):
+        order = ("run", "control") if round_ % 2 == 0 else ("control", "run")
+        times: dict[str, dict[str, list[float]]] = {}
+        steps: list[dict[str, Any]] = []
+        for mode in order:
+            if mode == "run":
+                times[mode], wall, steps = runner.run(size, iterations)
+            else:
+                times[mode], wall = runner.control(size, iterations)
+            out[f"wall_{mode}"].append(wall)
+        window = measured_iterations(steps, iterations)
+        if not window:
+            sys.exit(f"no measured iterations past {SKIP} in {iterations}: raise the iterations")
+        windows.append(len(window))
+        run_a, run_b = medians(times["run"], window)
+        control_a, control_b = medians(times["control"], window)
+        out["run"].append(run_a / run_b)
+        out["control"].append(control_a / control_b)
+        out["cost_us"].append(((run_a - run_b) - (control_a - control_b)) * 1e6)
+        out["step_b"].append(run_b)
+    return {**out, "window": min(windows)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=8, help="rounds of the four runs")
-    parser.add_argument("--iterations", type=int, default=400, help="the script's iterations")
-    parser.add_argument("--hidden", type=int, default=256, help="the MLP's hidden width")
-    parser.add_argument("--batch-size", type=int, default=64, help="the script's batch size")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of run + control")
     parser.add_argument(
-        "--after-steps", type=int, default=20, help="--steps of the variant that stops recording"
+        "--small-iterations", type=int, default=1000, help="iterations of each copy, small size"
+    )
+    parser.add_argument(
+        "--typical-iterations", type=int, default=300, help="iterations of each copy, typical"
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a check that it runs")
     args = parser.parse_args()
     if args.quick:  # the quick sizes, where the command line does not say otherwise
         parser.set_defaults(**QUICK)
         args = parser.parse_args()
-    if args.rounds < 1 or args.after_steps < 1:
-        parser.error("--rounds and --after-steps must be >= 1")
-    # The "after" variant records discovery + 2 warm-up + 2 sampled + its steps (+ activation
-    # steps); it needs iterations left after those to measure.
-    if args.iterations < 2 * (args.after_steps + 5) + SKIP + AFTER_MARGIN:
-        parser.error(f"--iterations must leave room after --after-steps {args.after_steps}")
-    steps_all = args.iterations + 100  # above the iteration count: recorded to the end
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+    # Discovery + 2 warm-up + 2 sampled steps come first; the window starts at SKIP.
+    if min(args.small_iterations, args.typical_iterations) < SKIP + 10:
+        parser.error(f"the iterations must be >= {SKIP + 10}")
+    sizes = QUICK_SIZES if args.quick else SIZES
+    iterations = {"small": args.small_iterations, "typical": args.typical_iterations}
 
-    modes = ("bare", "run", "control", "after")
-    ratios: dict[str, list[float]] = {mode: [] for mode in modes}
-    mean_ratios: list[float] = []
-    within: list[float] = []  # "after" run: its recorded steps over its own steps after them
-    medians: dict[str, list[float]] = {mode: [] for mode in modes}
-    walls: dict[str, list[float]] = {mode: [] for mode in modes}
     started = time.perf_counter()
+    results = {}
     with tempfile.TemporaryDirectory(prefix="run-overhead-") as folder:
-        runner = Runner(Path(folder), args)
+        runner = Runner(Path(folder))
         if not args.quick:  # warm-up: the calibration cache, bytecode caches
-            runner.run(5, iterations=2 * SKIP)
-        for round_ in range(args.rounds):
-            times: dict[str, list[float]] = {}
-            recorded: dict[str, list[dict[str, Any]]] = {}
-            for mode in modes if round_ % 2 == 0 else modes[::-1]:
-                if mode in ("bare", "control"):
-                    times[mode], wall = runner.bare()
-                else:
-                    steps = steps_all if mode == "run" else args.after_steps
-                    times[mode], wall, recorded[mode] = runner.run(steps)
-                walls[mode].append(wall)
-            window = measured_iterations(recorded["run"], args.iterations)
-            after = len(recorded["after"]) + 1 + AFTER_MARGIN  # past the last recorded one
-            windows = {
-                "bare": window,
-                "run": window,
-                "control": window,
-                "after": list(range(after, args.iterations)),
-            }
-            for mode in modes:
-                medians[mode].append(median_at(times[mode], windows[mode]))
-                ratios[mode].append(medians[mode][-1] / median_at(times["bare"], windows[mode]))
-            during = measured_iterations(recorded["after"], args.iterations)
-            if during:  # none where --after-steps leaves no measured step past SKIP
-                within.append(
-                    median_at(times["after"], during) / median_at(times["after"], windows["after"])
-                )
-            rest = slice(SKIP, args.iterations)
-            mean_ratios.append(
-                statistics.mean(times["run"][rest]) / statistics.mean(times["bare"][rest])
-            )
+            runner.run(sizes[0], 2 * SKIP)
+        for size in sizes:
+            results[size.name] = measure(runner, size, iterations[size.name], args.rounds)
     elapsed = time.perf_counter() - started
 
     print(
-        f"pinchpoint run vs bare: MLP {args.hidden} wide on digits, batch {args.batch_size}, "
-        f"{args.iterations} iterations, {args.rounds} round(s), torch {torch.__version__}, "
+        f"pinchpoint run, recorded copy A vs bare copy B in one process (alternating "
+        f"iterations): MLPs on digits, {args.rounds} round(s), torch {torch.__version__}, "
         f"1 thread{' (quick: figures too noisy to quote)' if args.quick else ''}"
     )
-    labels = {
-        "bare": "bare (reference)",
-        "control": "bare again (control)",
-        "run": f"run --steps {steps_all}",
-        "after": f"run --steps {args.after_steps}, after",
-    }
-    windows_said = {
-        "bare": "measured steps",
-        "control": "measured steps",
-        "run": "measured steps",
-        "after": f"from recorded+{AFTER_MARGIN}",
-    }
     print(
-        f"  {'mode':<26} {'step (ms)':>9} {'ratio':>7} {'min-max':>13} {'process (s)':>11}  window"
+        f"  {'size':<24} {'iters':>5} {'window':>6} {'step B':>8}  {'run A/B':>7} "
+        f"{'min-max':>11}  {'control':>7} {'min-max':>11}  {'cost µs':>7} {'min-max':>11}  "
+        f"target"
     )
-    for mode in ("bare", "control", "run", "after"):
-        spread = f"{min(ratios[mode]):.3f}-{max(ratios[mode]):.3f}" if mode != "bare" else ""
+    for size in sizes:
+        r = results[size.name]
+        ratio = statistics.median(r["run"])
+        verdict = "meets" if ratio <= TARGET else "MISSES"
+        label = f"{size.name} ({size.hidden} wide, b{size.batch_size})"
         print(
-            f"  {labels[mode]:<26} {statistics.median(medians[mode]) * 1e3:>9.2f} "
-            f"{statistics.median(ratios[mode]):>6.3f}x {spread:>13} "
-            f"{statistics.median(walls[mode]):>11.2f}  {windows_said[mode]}"
+            f"  {label:<24} {iterations[size.name]:>5} {r['window']:>6} "
+            f"{statistics.median(r['step_b']) * 1e3:>5.2f} ms  "
+            f"{ratio:>6.3f}x {spread(r['run']):>11}  "
+            f"{statistics.median(r['control']):>6.3f}x {spread(r['control']):>11}  "
+            f"{statistics.median(r['cost_us']):>7.0f} {spread(r['cost_us'], 0):>11}  "
+            f"{verdict} <= {TARGET:.2f}x"
         )
-    print(
-        f"  run --steps {steps_all}, ratio of means, iterations past {SKIP} (activation steps "
-        f"too): {statistics.median(mean_ratios):.3f}x "
-        f"({min(mean_ratios):.3f}-{max(mean_ratios):.3f})"
-    )
-    if within:
+    print("  whole process (informative: run adds start-up, sampled steps, diagnosis):")
+    for size in sizes:
+        r = results[size.name]
         print(
-            f"  run --steps {args.after_steps}, one process: measured steps past {SKIP} / "
-            f"steps after recording: {statistics.median(within):.3f}x "
-            f"({min(within):.3f}-{max(within):.3f})"
+            f"    {size.name:<8} bare {statistics.median(r['wall_control']):.2f} s, "
+            f"run {statistics.median(r['wall_run']):.2f} s "
+            f"({statistics.median(r['wall_run']) / statistics.median(r['wall_control']):.3f}x)"
         )
-    ratio = statistics.median(ratios["run"])
-    verdict = "meets" if ratio <= TARGET else "MISSES"
-    print(
-        f"  target: run step time <= {TARGET:.2f}x bare: {ratio:.3f}x, {verdict} "
-        f"(benchmark took {elapsed:.0f} s)"
-    )
+    print(f"  benchmark took {elapsed:.0f} s")
 
 
 if __name__ == "__main__":

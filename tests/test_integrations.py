@@ -95,8 +95,10 @@ def test_lightning_under_run(tmp_path: Path) -> None:
     assert len(steps) == 1 + 2 + 6
     assert found["profile"]["optimizer"]["type"] == "Adam"
     # Lightning's closure runs forward and backward inside optimizer.step(): the gradient norm
-    # is still read once they are done.
-    assert all(s["grad_norm"] > 0 for s in steps if s["sampled"] != "operators")
+    # is still read once they are done (on the steps the instruments' budget allows).
+    norms = [s["grad_norm"] for s in steps if s["grad_norm"] is not None]
+    assert norms and all(n > 0 for n in norms)
+    assert steps[0]["grad_norm"] is not None
     assert found["findings"][0]["kind"] == "input_bound"  # its collate sleeps 10 ms a batch
     assert all(s["phases"]["data"] >= 0.01 for s in steps)
 

@@ -7,6 +7,7 @@ GradScaler, closures, clipping, inference) run in-process on small loops.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -21,6 +22,7 @@ import pytest
 import torch
 from tests.helpers import run_cli
 
+from pinchpoint.recorders import autostep
 from pinchpoint.recorders.autostep import StepFinder, Stopped
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -287,7 +289,10 @@ def test_gradscaler_skipped_steps_still_end(one_thread: None) -> None:
     assert [s.loss for s in profile.steps] == pytest.approx(losses[1:5], rel=1e-6)
 
 
-def test_closure_optimizer_times_its_update_and_norm(one_thread: None) -> None:
+def test_closure_optimizer_times_its_update_and_norm(
+    one_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(autostep, "INSTRUMENT_BUDGET", None)  # gradient norms on every step
     model = _mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     finder = _finder()
@@ -364,3 +369,26 @@ def test_stop_raises_once_recorded(one_thread: None) -> None:
             ran += 1
     assert ran == 4  # the finder's step, then 4 recorded; the 5th optimizer.step() raised
     assert finder.result is not None and len(finder.result.steps) == 4
+
+
+def test_gradient_instruments_are_paced_within_their_budget(one_thread: None) -> None:
+    """On a step of a few hundred µs one pass over the gradients is several percent of it: the
+    norms are spaced so that they cost at most INSTRUMENT_BUDGET of the steps."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 512), torch.nn.ReLU(), torch.nn.Linear(512, 4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    finder = StepFinder(steps=30, warmup=1, sample=False).install()
+    try:
+        for x, y in _loader(60):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        profile = finder.finish()
+    assert profile is not None and profile.health is not None
+    normed = [s.index for s in profile.steps if s.grad_norm is not None]
+    assert normed[0] == 0 and len(normed) < len(profile.steps)
+    assert max(b - a for a, b in itertools.pairwise(normed)) > 1
+    # Per-layer norms come on the same steps as the global one.
+    assert profile.health.grad_steps == normed

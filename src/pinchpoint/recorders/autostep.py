@@ -43,7 +43,12 @@ import torch
 from pinchpoint._profile import Profile, Step
 from pinchpoint.recorders.recorder import Recorder
 
-__all__ = ["StepFinder", "Stopped"]
+__all__ = ["INSTRUMENT_BUDGET", "StepFinder", "Stopped"]
+
+#: The share of a step the gradient instruments may cost on a CPU (the Recorder's
+#: ``instrument_budget``): a script's steps may be a few milliseconds, where one pass over the
+#: weights for the gradient norms is several percent of the step.
+INSTRUMENT_BUDGET = 0.02
 
 
 class Stopped(BaseException):
@@ -247,6 +252,7 @@ class StepFinder:
             sample=self.sample,
             name=self.name or type(model).__name__,
             on_step=self.on_step,
+            instrument_budget=INSTRUMENT_BUDGET,
         )
         self._total = self.recorder.steps_for(self.steps)
         self._model_handles = [

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -114,6 +115,11 @@ class Recorder:
         health: record per-layer gradient norms every step, update ratios every 10th step and
             activation statistics every ``activation_every`` steps (see
             :mod:`pinchpoint.recorders.health`).
+        instrument_budget: on a CPU, the share of a step that the gradient instruments (the
+            gradient norms, per layer and global, and the update ratios: passes over every
+            parameter) may cost. Their measured host time sets how many steps apart they run
+            (steps in between record no gradient norm, unless the loop's own clipping gave
+            one). None: every step, whatever it costs (a GPU always runs them every step).
     """
 
     def __init__(
@@ -129,7 +135,10 @@ class Recorder:
         on_step: Callable[[Step], None] | None = None,
         health: bool = True,
         activation_every: int = 20,
+        instrument_budget: float | None = None,
     ) -> None:
+        if instrument_budget is not None and not 0 < instrument_budget <= 1:
+            raise ValueError(f"instrument_budget must be in (0, 1], got {instrument_budget}")
         if warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {warmup}")
         self.model = model
@@ -168,6 +177,10 @@ class Recorder:
         self._logs = False
         self._step_start = 0.0
         self._scheduling = SchedulingMeter()
+        # Gradient instruments: every `_norm_every` steps, paced by their cost under a budget.
+        self._budget = instrument_budget if self.device.type == "cpu" else None
+        self._norm_every = 1
+        self._norm_s = 0.0
 
         self._counter: OpCounter | None = None
         self._flops: FlopCount | None = None
@@ -444,18 +457,34 @@ class Recorder:
         """The gradients are final: read the rate and the norms, then start the update."""
         if self._in_step:
             self._lr = _rate(optimizer)
-        if self._in_step and self._instrumented():
+        if self._in_step and self._gradients_due():
+            start = time.perf_counter()
             with self._uncounted():
                 self._grad_norm = self._global_grad_norm()
                 if self._health is not None:
                     self._health.before_optimizer(self.step_index)
+            self._norm_s += time.perf_counter() - start
         self._mark("optimizer")
 
     def _on_optimizer_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._mark("other")
-        if self._in_step and self._health is not None and self._instrumented():
+        if self._in_step and self._health is not None and self._gradients_due():
+            start = time.perf_counter()
             with self._uncounted():
                 self._health.after_optimizer()
+            self._norm_s += time.perf_counter() - start
+
+    def _gradients_due(self) -> bool:
+        """Whether this step runs the gradient instruments (see ``instrument_budget``)."""
+        return self._instrumented() and self.step_index % self._norm_every == 0
+
+    def _pace(self, wall: float, sample: str | None) -> None:
+        """Space the gradient instruments so that their cost stays within the budget: from
+        their host time in a step without other instruments, never closer than before."""
+        cost, self._norm_s = self._norm_s, 0.0
+        if self._budget is None or cost <= 0 or sample is not None or wall <= 0:
+            return
+        self._norm_every = max(self._norm_every, math.ceil(cost / (self._budget * wall)))
 
     def _instrumented(self) -> bool:
         """Whether this step carries the training instruments: not the profiler's steps, whose
@@ -543,7 +572,7 @@ class Recorder:
             self._grad_norm is None
             and self.optimizer is None
             and self._saw_backward
-            and self._instrumented()
+            and self._gradients_due()
         ):
             with self._uncounted():
                 self._grad_norm = self._global_grad_norm()
@@ -578,6 +607,7 @@ class Recorder:
         if self._health is not None:
             self._health.end_step(index, step.loss, step.grad_norm)
         self._data_wait = self._inner_wait = self._lead = 0.0
+        self._pace(wall, sample)
         self._keep_only_last_grad_hook()
         self._after_step(sample)
         if self.on_step is not None:

@@ -12,9 +12,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pinchpoint.recorders.autostep import StepFinder
     from pinchpoint.recorders.clock import Clock, CudaClock, FakeClock, PerfClock
     from pinchpoint.recorders.recorder import Recorder, move_to_device
-    from pinchpoint.recorders.autostep import StepFinder
     from pinchpoint.recorders.run import profile, resolve_device
     from pinchpoint.recorders.sampling import sample_plan
     from pinchpoint.recorders.script import ScriptRun, run_script

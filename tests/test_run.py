@@ -49,11 +49,12 @@ def assert_phases_tile(steps: list[dict[str, Any]]) -> None:
 
 
 def test_argparse_script_runs_as_main_with_its_arguments(tmp_path: Path) -> None:
-    log, out = tmp_path / "log.json", tmp_path / "d.json"
+    log, out, page = tmp_path / "log.json", tmp_path / "d.json", tmp_path / "d.html"
     script = SCRIPTS / "plain_train.py"
     result = run_cli(
-        "run", *SHORT, "--json", str(out), str(script), "--lr", "0.1", "--log", str(log)
-    )
+        "run", *SHORT, "--json", str(out), "--html", str(page),
+        str(script), "--lr", "0.1", "--log", str(log),
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "trained 24 steps" in result.stdout  # the script ran to its end, as without pinchpoint
     own = json.loads(log.read_text())
@@ -75,6 +76,8 @@ def test_argparse_script_runs_as_main_with_its_arguments(tmp_path: Path) -> None
     assert found["profile"]["optimizer"]["type"] == "SGD"
     assert found["profile"]["health"]["layers"]  # per-layer gradient norms were recorded
     assert "train step(s) recorded" in result.stderr
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "plain_train" in html
 
 
 def test_slow_collate_is_input_bound_with_no_change_to_the_script(tmp_path: Path) -> None:

@@ -150,7 +150,9 @@ class StepFinder:
             self._undo.pop()()
 
     def _patch(self, owner: Any, name: str, make: Callable[[Any], Any]) -> None:
-        original = owner.__dict__[name]
+        original = owner.__dict__.get(name)
+        if original is None:  # an older torch without it (clip_grads_with_norm_ is 2.6's)
+            return
         setattr(owner, name, make(original))
         self._undo.append(lambda: setattr(owner, name, original))
 

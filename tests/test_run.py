@@ -234,6 +234,15 @@ def _loader(batches: int = 40) -> torch.utils.data.DataLoader[Any]:
     return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
 
 
+def _train_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> None:
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
 def _finder(**options: Any) -> StepFinder:
     return StepFinder(steps=3, warmup=1, sample=False, **options).install()
 
@@ -348,10 +357,7 @@ def test_evaluation_before_training_is_not_taken_for_inference(one_thread: None)
                 model(x)
         assert finder.found == "infer"
         for x, y in loader:
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            _train_step(model, optimizer, x, y)
     finally:
         profile = finder.finish()
     assert profile is not None and profile.mode == "train"
@@ -365,10 +371,7 @@ def test_stop_raises_once_recorded(one_thread: None) -> None:
     ran = 0
     with pytest.raises(Stopped):
         for x, y in _loader():
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            _train_step(model, optimizer, x, y)
             ran += 1
     assert ran == 4  # the finder's step, then 4 recorded; the 5th optimizer.step() raised
     assert finder.result is not None and len(finder.result.steps) == 4
@@ -383,10 +386,7 @@ def test_gradient_instruments_are_paced_within_their_budget(one_thread: None) ->
     finder = StepFinder(steps=30, warmup=1, sample=False).install()
     try:
         for x, y in _loader(60):
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            _train_step(model, optimizer, x, y)
     finally:
         profile = finder.finish()
     assert profile is not None and profile.health is not None

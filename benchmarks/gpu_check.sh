@@ -543,6 +543,20 @@ def check_pytest(log, rc):
     return figure
 
 
+def check_run(path, device, recorded):
+    """``pinchpoint run`` on an unmodified script: its steps found on ``device``. The script's own
+    copies to the device are part of ``other``, not a transfer phase."""
+    d = load(path)
+    need(d.get("schema") == "pinchpoint.diagnosis/1", "not a pinchpoint diagnosis")
+    p = d["profile"]
+    need(p.get("mode") == "train", f"mode {p.get('mode')!r}, not train")
+    need(len(p["steps"]) == int(recorded), f"{len(p['steps'])} steps found, not {recorded}")
+    figure = profile_facts(p, device, transfer_expected=False)
+    findings = d.get("findings") or []
+    kind = findings[0]["kind"] if findings else "none (healthy)"
+    return f"{len(p['steps'])} steps found, principal {kind}; {figure}"
+
+
 def main():
     what, args = sys.argv[1], sys.argv[2:]
     try:
@@ -742,6 +756,12 @@ c_diagnose() {  # c_diagnose TARGET JSON [EXPECTED_KIND]
     verify diagnose "$WORK/$2" "$DEVICE" "${3:-}"
 }
 
+c_run() {  # an unmodified training script under `pinchpoint run`: 2 warm-up, 2 sampled, 10 steps
+    limited "${PP[@]}" run --steps 10 --warmup 2 --json "$WORK/run-script.json" \
+        tests/scripts/plain_train.py --device "$DEVICE" --epochs 2 || return 0
+    verify run "$WORK/run-script.json" "$DEVICE" 14
+}
+
 c_trace() {
     limited "$PY" "$WORK/kineto_trace.py" "$DEVICE" "$WORK/kineto-trace.json.gz" || return 0
     limited "${PP[@]}" trace "$WORK/kineto-trace.json.gz" --json "$WORK/kineto-trace-analysis.json" \
@@ -806,6 +826,7 @@ check diagnose-tiny-gpt 120 c_diagnose zoo:tiny-gpt diagnose-tiny-gpt.json
 check planted-transfer 120 c_diagnose "$PLANTED:host_transfer" planted-transfer.json \
     host_transfer_bound
 check planted-sync 120 c_diagnose "$PLANTED:sync" planted-sync.json sync_bound
+check run-script 120 c_run
 check kineto-trace 120 c_trace
 check nccl-nproc1 180 c_nccl
 check pytest-gpu 300 c_pytest

@@ -3,7 +3,7 @@
 No pinchpoint in it. It writes what it did (its argv, each step's loss) to ``--log`` so tests can
 check what ``pinchpoint run`` recorded against it. ``--slow`` plants a collate function that
 sleeps 20 ms per batch; ``--crash-at N`` raises before step N; ``--workers`` loads in worker
-processes.
+processes; ``--device cuda`` trains on the GPU (benchmarks/gpu_check.sh).
 """
 
 import argparse
@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--crash-at", type=int, default=-1)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--log", default=None)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -47,6 +48,7 @@ def main() -> None:
         torch.nn.Linear(64, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512), torch.nn.ReLU(),
         torch.nn.Linear(512, 2),
     )  # fmt: skip
+    model.to(args.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     losses = []
     step = 0
@@ -54,6 +56,7 @@ def main() -> None:
         for features, labels in loader:
             if step == args.crash_at:
                 raise RuntimeError(f"boom at step {step}")
+            features, labels = features.to(args.device), labels.to(args.device)
             loss = torch.nn.functional.cross_entropy(model(features), labels)
             optimizer.zero_grad()
             loss.backward()

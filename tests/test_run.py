@@ -112,7 +112,6 @@ def test_loader_with_worker_processes(tmp_path: Path) -> None:
     steps = steps_of(out)
     assert len(steps) == RECORDED
     assert_phases_tile(steps)
-    assert all(s["phases"]["data"] >= 0 for s in steps)
     # Two workers collate in parallel: the wait per batch is under the 20 ms of one collate.
     waits = sorted(s["phases"]["data"] for s in steps[3:])
     assert waits[len(waits) // 2] < 0.02

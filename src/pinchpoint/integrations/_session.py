@@ -9,7 +9,7 @@ from typing import Any
 
 from pinchpoint._profile import Profile
 from pinchpoint.diagnosis import Diagnosis, diagnose
-from pinchpoint.recorders.autostep import StepFinder
+from pinchpoint.recorders.autostep import StepFinder, check_counts
 
 __all__ = ["RecordingCallback", "TrainingSession"]
 
@@ -27,10 +27,7 @@ class TrainingSession:
         html: str | Path | None,
         show: bool,
     ) -> None:
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
-        if warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {warmup}")
+        check_counts(steps, warmup)  # at construction, not when training starts
         self.steps, self.warmup, self.stop, self.show = steps, warmup, stop, show
         self.json = Path(json) if json is not None else None
         self.html = Path(html) if html is not None else None

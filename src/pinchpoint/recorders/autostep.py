@@ -43,12 +43,20 @@ import torch
 from pinchpoint._profile import Profile, Step
 from pinchpoint.recorders.recorder import Recorder
 
-__all__ = ["INSTRUMENT_BUDGET", "StepFinder", "Stopped"]
+__all__ = ["INSTRUMENT_BUDGET", "StepFinder", "Stopped", "check_counts"]
 
 #: The share of a step the gradient instruments may cost on a CPU (the Recorder's
 #: ``instrument_budget``): a script's steps may be a few milliseconds, where one pass over the
 #: weights for the gradient norms is several percent of the step.
 INSTRUMENT_BUDGET = 0.02
+
+
+def check_counts(steps: int, warmup: int) -> None:
+    """A ValueError unless ``steps >= 1`` and ``warmup >= 0``."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
 
 
 class Stopped(BaseException):
@@ -81,10 +89,7 @@ class StepFinder:
         optimizer: torch.optim.Optimizer | None = None,
         on_step: Callable[[Step], None] | None = None,
     ) -> None:
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
-        if warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {warmup}")
+        check_counts(steps, warmup)
         self.steps = steps
         self.warmup = warmup
         self.stop = stop

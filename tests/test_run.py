@@ -7,6 +7,7 @@ GradScaler, closures, clipping, inference) run in-process on small loops.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +133,30 @@ def test_crash_at_step_7_keeps_its_profile_traceback_and_status(tmp_path: Path) 
     assert "raised RuntimeError" in result.stderr
 
 
+#: How long the signal test waits for the script to get going, then for it to end once signalled.
+SIGNAL_WAIT_S = 60
+
+
+@contextlib.contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+    """Start a child here and it can be interrupted, however this test run was started.
+
+    A shell without job control starts a command put in the background (``pytest ... &``)
+    with SIGINT ignored, and a child inherits that; Python then installs no KeyboardInterrupt
+    handler, so a SIGINT would do nothing, with or without pinchpoint. A handler (unlike
+    SIG_IGN) is reset to the default in a child, so one is set while the child starts.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize(
     ("signum", "message"), [(signal.SIGTERM, "terminated"), (signal.SIGINT, "interrupted")]
 )
@@ -139,22 +165,32 @@ def test_interrupted_script_leaves_a_complete_profile(
 ) -> None:
     out, ready = tmp_path / "d.json", tmp_path / "ready"
     command = [sys.executable, "-m", "pinchpoint", "run", "--steps", "1000", "--json", str(out)]
-    process = subprocess.Popen(
-        [*command, str(SCRIPTS / "endless.py"), str(ready)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "100"},
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert ready.exists(), process.stderr.read() if process.stderr else ""
-        process.send_signal(signum)
-        stdout, stderr = process.communicate(timeout=120)
-    finally:
-        process.kill()
+    with _sigint_not_ignored():
+        process = subprocess.Popen(
+            [*command, str(SCRIPTS / "endless.py"), str(ready)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "COLUMNS": "100"},
+        )
+    # However the test ends, the process is killed, reaped and its pipes closed (the with).
+    with process:
+        try:
+            deadline = time.monotonic() + SIGNAL_WAIT_S
+            while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not ready.exists():
+                process.kill()
+                pytest.fail(f"the script never got to step 30: {process.communicate()[1]}")
+            process.send_signal(signum)
+            try:
+                stdout, stderr = process.communicate(timeout=SIGNAL_WAIT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                stderr = process.communicate()[1]
+                pytest.fail(f"still running {SIGNAL_WAIT_S} s after signal {signum}: {stderr}")
+        finally:
+            process.kill()  # nothing once it has ended
     assert process.returncode == -signum  # it ends by the signal, as it would have bare
     assert "the script's finally ran" in stdout
     assert message in stderr

@@ -7,6 +7,10 @@ in a :class:`ScriptRun`, never lost: a return, ``sys.exit(code)``, an exception 
 printed as Python prints it, from the script's own frames), Ctrl-C, or SIGTERM (turned into an
 exception while the script runs, so its ``finally`` blocks and the profile are written, and then
 re-delivered, so the process ends by that signal as it would have without pinchpoint).
+
+A SIGINT the process was started with ignored stays ignored, as under ``python``: a shell without
+job control starts a command put in the background (``cmd &``) so, and Python then installs no
+KeyboardInterrupt handler. Ctrl-C does not reach such a run; SIGTERM still ends it.
 """
 
 from __future__ import annotations
